@@ -1,0 +1,88 @@
+"""Temporary AWS credentials."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+__all__ = ["Credentials", "format_expiration", "go_json", "redact"]
+
+
+def redact(value: str | None) -> str:
+    """Show a secret as ``<redacted>``; ``None`` stays visible as such."""
+    return "None" if value is None else "<redacted>"
+
+
+def format_expiration(when: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z`` and whole seconds, as the service and the Go helper write it."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """An access key, its secret, an optional session token and an optional expiry.
+
+    ``repr`` and ``str`` never show the secret or the token.
+    """
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    expiration: datetime | None = None
+    #: The expiry exactly as the service wrote it, echoed by :meth:`to_process_json`.
+    expiration_text: str | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.expiration is not None and self.expiration.tzinfo is None:
+            raise ValueError("Credentials.expiration must be a timezone-aware datetime")
+
+    def __repr__(self) -> str:
+        return (
+            f"Credentials(access_key_id={self.access_key_id!r}, "
+            f"secret_access_key={redact(self.secret_access_key)}, "
+            f"session_token={redact(self.session_token)}, expiration={self.expiration!r})"
+        )
+
+    __str__ = __repr__
+
+    def seconds_left(self, now: datetime | None = None) -> float:
+        """Seconds until expiry (``inf`` for credentials that do not expire)."""
+        if self.expiration is None:
+            return float("inf")
+        return (self.expiration - (now or datetime.now(UTC))).total_seconds()
+
+    def to_process_json(self) -> str:
+        """The ``credential_process`` output, byte for byte what ``aws_signing_helper`` prints.
+
+        Keys in the Go helper's order, compact separators, no trailing newline.
+        """
+        if self.expiration_text is not None:
+            expiration = self.expiration_text
+        else:
+            expiration = format_expiration(self.expiration) if self.expiration else ""
+        data: dict[str, object] = {
+            "Version": 1,
+            "AccessKeyId": self.access_key_id,
+            "SecretAccessKey": self.secret_access_key,
+            "SessionToken": self.session_token or "",
+            "Expiration": expiration,
+        }
+        return go_json(data)
+
+
+def go_json(data: object) -> str:
+    """Serialise like Go's ``encoding/json.Marshal``: compact, UTF-8 kept, HTML characters escaped."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in _GO_ESCAPES:
+        text = text.replace(char, escaped)
+    return text
+
+
+_GO_ESCAPES = (
+    ("<", "\\u003c"),
+    (">", "\\u003e"),
+    ("&", "\\u0026"),
+    ("\u2028", "\\u2028"),
+    ("\u2029", "\\u2029"),
+)

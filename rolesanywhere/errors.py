@@ -1,0 +1,141 @@
+"""Exception hierarchy.
+
+Every error the library raises derives from :class:`RolesAnywhereError`. Messages are one line,
+say what is wrong and how to fix it, and never contain secrets (private keys, passwords, PINs,
+secret access keys or session tokens).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccessDeniedError",
+    "CertificateValidityError",
+    "CredentialsError",
+    "IdentityError",
+    "InvalidParameterError",
+    "KeyMismatchError",
+    "NetworkError",
+    "PasswordRequiredError",
+    "RequestTimeoutError",
+    "ResourceNotFoundError",
+    "RolesAnywhereError",
+    "ServiceError",
+    "ServiceValidationError",
+    "SourceError",
+    "ThrottlingError",
+    "UnsupportedKeyError",
+    "WrongPasswordError",
+]
+
+
+class RolesAnywhereError(Exception):
+    """Base class of every error raised by this library."""
+
+
+# --- identity (certificates, keys, chains) ---------------------------------------------------
+
+
+class IdentityError(RolesAnywhereError):
+    """A certificate, private key or chain could not be used.
+
+    ``source`` names where the material came from (a path, ``env:NAME``, ``-`` for stdin or
+    ``<bytes>``), never its content.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None) -> None:
+        super().__init__(message)
+        self.source = source
+
+
+class SourceError(IdentityError):
+    """The file, environment variable or stream is missing, unreadable or holds nothing usable."""
+
+
+class UnsupportedKeyError(IdentityError):
+    """The key type or curve is not one Roles Anywhere accepts."""
+
+
+class PasswordRequiredError(IdentityError):
+    """The private key is encrypted and no password was given."""
+
+
+class WrongPasswordError(IdentityError):
+    """The password given does not decrypt the private key or PKCS#12 file."""
+
+
+class KeyMismatchError(IdentityError):
+    """The private key does not belong to the certificate."""
+
+
+class CertificateValidityError(IdentityError):
+    """The certificate is expired or not yet valid."""
+
+
+# --- parameters checked before any network call ----------------------------------------------
+
+
+class InvalidParameterError(RolesAnywhereError, ValueError):
+    """An ARN, region, duration, session name or endpoint is malformed or inconsistent."""
+
+
+# --- the service ------------------------------------------------------------------------------
+
+
+class ServiceError(RolesAnywhereError):
+    """The service answered with an error status.
+
+    ``status`` is the HTTP status, ``error_type`` the AWS error code (``AccessDeniedException``…)
+    and ``request_id`` the ``x-amzn-RequestId`` when the service sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        error_type: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.error_type = error_type
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        kind = self.error_type or "ServiceError"
+        text = f"{kind} (HTTP {self.status}): {self.message}"
+        if self.request_id:
+            text += f" [request id {self.request_id}]"
+        return text
+
+
+class AccessDeniedError(ServiceError):
+    """403: the signature, certificate, trust anchor or role was refused."""
+
+
+class ServiceValidationError(ServiceError):
+    """400: the service found the request malformed."""
+
+
+class ResourceNotFoundError(ServiceError):
+    """404: the trust anchor, profile or role does not exist."""
+
+
+class ThrottlingError(ServiceError):
+    """429: too many requests; retried automatically."""
+
+
+class CredentialsError(RolesAnywhereError):
+    """The service's answer held no usable credentials."""
+
+
+# --- transport --------------------------------------------------------------------------------
+
+
+class NetworkError(RolesAnywhereError):
+    """The endpoint could not be reached (DNS, refused connection, TLS failure…)."""
+
+
+class RequestTimeoutError(NetworkError):
+    """The endpoint did not answer within the configured timeout."""

@@ -1,0 +1,183 @@
+"""SigV4 canonicalisation: pure functions over strings, shared by every signer in the package.
+
+Both the X.509 CreateSession signature (``AWS4-X509-*``) and the HMAC signature used with the
+temporary credentials (``AWS4-HMAC-SHA256``) are built from the same canonical request and string
+to sign; only the credential and the final signing step differ.
+
+Rules (AWS SigV4 specification, checked against the aws-c-auth test suite):
+
+- path: dot segments removed and duplicate slashes collapsed (``normalize``), then each segment
+  URI-encoded on top of its wire form (``double_encode``); both are off for S3;
+- query: keys and values percent-decoded, re-encoded leaving only ``A-Za-z0-9-_.~`` bare, sorted by
+  key then value;
+- headers: names lower-cased and sorted, values trimmed with inner whitespace runs collapsed to one
+  space, repeated names joined with ``,``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from urllib.parse import quote, unquote_to_bytes
+
+__all__ = [
+    "EMPTY_SHA256",
+    "UNSIGNED_PAYLOAD",
+    "amz_date",
+    "authorization_value",
+    "canonical_headers",
+    "canonical_path",
+    "canonical_query",
+    "canonical_query_from_pairs",
+    "canonical_request",
+    "credential_scope",
+    "normalize_path",
+    "sha256_hex",
+    "string_to_sign",
+    "uri_encode",
+]
+
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+
+_WHITESPACE_RUN = re.compile(r"\s+")
+
+
+def sha256_hex(data: bytes) -> str:
+    """Lower-case hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def amz_date(when: datetime | None = None) -> str:
+    """``X-Amz-Date`` for ``when`` (now by default), always in UTC: ``20240102T030405Z``."""
+    if when is None:
+        when = datetime.now(UTC)
+    elif when.tzinfo is None:
+        raise ValueError("amz_date needs a timezone-aware datetime")
+    return when.astimezone(UTC).strftime(AMZ_DATE_FORMAT)
+
+
+def uri_encode(value: str | bytes, *, keep_slash: bool = False) -> str:
+    """Percent-encode everything but ``A-Za-z0-9-_.~`` (and ``/`` when ``keep_slash``), upper hex."""
+    return quote(value, safe="/" if keep_slash else "")
+
+
+def normalize_path(path: str) -> str:
+    """Remove ``.`` and ``..`` segments (RFC 3986 §5.2.4) and collapse duplicate slashes.
+
+    A trailing slash is kept; the result always starts with ``/``.
+    """
+    segments = path.split("/")
+    out: list[str] = []
+    for segment in segments:
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if out:
+                out.pop()
+            continue
+        out.append(segment)
+    normalized = "/" + "/".join(out)
+    last = segments[-1]
+    if out and (last in ("", ".", "..")):
+        normalized += "/"
+    return normalized
+
+
+def canonical_path(path: str, *, normalize: bool = True, double_encode: bool = True) -> str:
+    """The canonical URI of a wire-form (already escaped) path.
+
+    With ``double_encode`` every segment is encoded again, so ``%20`` becomes ``%2520`` and a raw
+    space becomes ``%20`` (what every service but S3 expects). With both options off (S3) the wire
+    form is used as it is, with only characters that cannot travel raw encoded.
+    """
+    if not path:
+        return "/"
+    if normalize:
+        path = normalize_path(path)
+    if double_encode:
+        return uri_encode(path, keep_slash=True)
+    return quote(path, safe="/%-_.~!$&'()*+,;=:@")
+
+
+def canonical_query_from_pairs(pairs: Iterable[tuple[str | bytes, str | bytes]]) -> str:
+    """Encode decoded ``(key, value)`` pairs and sort them by key, then value."""
+    encoded = sorted((uri_encode(k), uri_encode(v)) for k, v in pairs)
+    return "&".join(f"{k}={v}" for k, v in encoded)
+
+
+def canonical_query(query: str) -> str:
+    """The canonical query string of a raw (wire-form) query, without the leading ``?``.
+
+    Each key and value is percent-decoded first (``+`` stays a literal plus), so a pre-encoded
+    and a raw query canonicalise alike. A key without ``=`` gets an empty value.
+    """
+    if not query:
+        return ""
+    pairs: list[tuple[bytes, bytes]] = []
+    for part in query.split("&"):
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        pairs.append((unquote_to_bytes(key), unquote_to_bytes(value)))
+    return canonical_query_from_pairs(pairs)
+
+
+def _header_value(value: str) -> str:
+    return _WHITESPACE_RUN.sub(" ", value.strip())
+
+
+def canonical_headers(
+    headers: Iterable[tuple[str, str]], signed: Iterable[str] | None = None
+) -> tuple[str, str]:
+    """``(canonical headers block, signed headers list)`` for the headers to sign.
+
+    ``headers`` may repeat a name; values of a repeated name join with ``,`` in order. When
+    ``signed`` is given only those names (any case) are included; otherwise all of them.
+    Each line of the block ends with ``\\n``.
+    """
+    wanted = None if signed is None else {name.lower() for name in signed}
+    merged: dict[str, list[str]] = {}
+    for name, value in headers:
+        lname = name.lower()
+        if wanted is not None and lname not in wanted:
+            continue
+        merged.setdefault(lname, []).append(_header_value(value))
+    names = sorted(merged)
+    block = "".join(f"{name}:{','.join(merged[name])}\n" for name in names)
+    return block, ";".join(names)
+
+
+def canonical_request(
+    method: str,
+    path: str,
+    query: str,
+    headers_block: str,
+    signed_headers: str,
+    payload_hash: str,
+) -> str:
+    """Join already-canonical parts into the canonical request."""
+    return f"{method.upper()}\n{path}\n{query}\n{headers_block}\n{signed_headers}\n{payload_hash}"
+
+
+def credential_scope(date: str, region: str, service: str) -> str:
+    """``yyyymmdd/region/service/aws4_request``; ``date`` may be a full ``X-Amz-Date``."""
+    return f"{date[:8]}/{region}/{service}/aws4_request"
+
+
+def string_to_sign(algorithm: str, x_amz_date: str, scope: str, canonical: str) -> str:
+    """The string to sign: algorithm, date, scope and the hex SHA-256 of the canonical request."""
+    return f"{algorithm}\n{x_amz_date}\n{scope}\n{sha256_hex(canonical.encode())}"
+
+
+def authorization_value(
+    algorithm: str, credential: str, scope: str, signed_headers: str, signature_hex: str
+) -> str:
+    """The ``Authorization`` header, with ``", "`` between its parts (OpenSearch needs the space)."""
+    return (
+        f"{algorithm} Credential={credential}/{scope}, "
+        f"SignedHeaders={signed_headers}, Signature={signature_hex}"
+    )

@@ -1,0 +1,73 @@
+"""Access to ``../shared/conformance`` (test vectors no one on this project wrote)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "conformance"
+SIGV4 = ROOT / "sigv4-v4"
+X509 = ROOT / "rolesanywhere-x509"
+
+
+def require(folder: Path) -> Path:
+    if not folder.is_dir():
+        pytest.skip(f"conformance vectors not found at {folder} (expected ../shared/conformance)")
+    return folder
+
+
+def sigv4_cases() -> list[str]:
+    if not SIGV4.is_dir():
+        return []
+    return sorted(p.name for p in SIGV4.iterdir() if (p / "request.txt").is_file())
+
+
+def x509_cases() -> list[str]:
+    if not X509.is_dir():
+        return []
+    return sorted(p.name for p in X509.iterdir() if (p / "case.json").is_file())
+
+
+@dataclass
+class RawRequest:
+    method: str
+    target: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    @property
+    def path(self) -> str:
+        return self.target.partition("?")[0]
+
+    @property
+    def query(self) -> str:
+        return self.target.partition("?")[2]
+
+
+def parse_request(raw: bytes) -> RawRequest:
+    """Parse the suite's ``request.txt``: ``Name:value`` lines, folded lines, blank line, body."""
+    head, _, body = raw.partition(b"\n\n")
+    lines = head.decode("utf-8").split("\n")
+    method, rest = lines[0].split(" ", 1)
+    target = rest.rsplit(" ", 1)[0]
+    headers: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        if line[:1] in (" ", "\t") and headers:
+            name, value = headers[-1]
+            headers[-1] = (name, value + " " + line.strip())
+            continue
+        name, _, value = line.partition(":")
+        headers.append((name, value))
+    return RawRequest(method, target, headers, body)
+
+
+def load_sigv4(case: str) -> tuple[dict[str, Any], RawRequest, Path]:
+    folder = require(SIGV4) / case
+    context = json.loads((folder / "context.json").read_text())
+    return context, parse_request((folder / "request.txt").read_bytes()), folder
