@@ -72,7 +72,7 @@ class Credentials:
 
 
 def go_json(data: object) -> str:
-    """Serialise like Go's ``encoding/json.Marshal``: compact, UTF-8 kept, HTML characters escaped."""
+    """Serialise like Go's ``json.Marshal``: compact, UTF-8 kept, HTML characters escaped."""
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     for char, escaped in _GO_ESCAPES:
         text = text.replace(char, escaped)

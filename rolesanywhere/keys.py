@@ -58,7 +58,9 @@ class SigningKey(Protocol):
         ...
 
 
-def algorithm_for_public_key(key: PublicKeyTypes | PrivateKeyTypes, *, source: str | None = None) -> str:
+def algorithm_for_public_key(
+    key: PublicKeyTypes | PrivateKeyTypes, *, source: str | None = None
+) -> str:
     """The algorithm name for a key, from the key type only (never the certificate's hash).
 
     Raises :class:`UnsupportedKeyError` for key types or sizes Roles Anywhere refuses.
@@ -113,7 +115,9 @@ class SoftwareSigningKey:
         return f"SoftwareSigningKey(algorithm={self.algorithm!r}, private_key=<redacted>)"
 
 
-def verify_signature(public_key: PublicKeyTypes, algorithm: str, data: bytes, signature: bytes) -> bool:
+def verify_signature(
+    public_key: PublicKeyTypes, algorithm: str, data: bytes, signature: bytes
+) -> bool:
     """Check a Roles Anywhere signature; ``False`` when it does not verify or types disagree."""
     try:
         if algorithm == ALGORITHM_RSA and isinstance(public_key, rsa.RSAPublicKey):

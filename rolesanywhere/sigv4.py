@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from urllib.parse import quote, unquote_to_bytes
@@ -44,6 +45,10 @@ UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 
 _WHITESPACE_RUN = re.compile(r"\s+")
+_RESERVED_RUN = re.compile(r"[^A-Za-z0-9\-_.~]+")
+_RESERVED_RUN_KEEP_SLASH = re.compile(r"[^A-Za-z0-9\-_.~/]+")
+_HEX = [f"%{b:02X}" for b in range(256)]
+_AMZ_DATE_CACHE: list[tuple[int, str]] = [(-1, "")]
 
 
 def sha256_hex(data: bytes) -> str:
@@ -54,15 +59,30 @@ def sha256_hex(data: bytes) -> str:
 def amz_date(when: datetime | None = None) -> str:
     """``X-Amz-Date`` for ``when`` (now by default), always in UTC: ``20240102T030405Z``."""
     if when is None:
-        when = datetime.now(UTC)
-    elif when.tzinfo is None:
+        second = int(time.time())
+        cached_second, text = _AMZ_DATE_CACHE[0]
+        if cached_second != second:
+            text = time.strftime(AMZ_DATE_FORMAT, time.gmtime(second))
+            _AMZ_DATE_CACHE[0] = (second, text)
+        return text
+    if when.tzinfo is None:
         raise ValueError("amz_date needs a timezone-aware datetime")
     return when.astimezone(UTC).strftime(AMZ_DATE_FORMAT)
 
 
+def _percent_encode(match: re.Match[str]) -> str:
+    return "".join([_HEX[b] for b in match.group().encode("utf-8", "surrogatepass")])
+
+
 def uri_encode(value: str | bytes, *, keep_slash: bool = False) -> str:
-    """Percent-encode everything but ``A-Za-z0-9-_.~`` (and ``/`` when ``keep_slash``), upper hex."""
-    return quote(value, safe="/" if keep_slash else "")
+    """Percent-encode everything but ``A-Za-z0-9-_.~`` (and ``/`` when ``keep_slash``), upper hex.
+
+    ``bytes`` are taken as they are (they may be any encoding); ``str`` is encoded as UTF-8.
+    """
+    if isinstance(value, bytes | bytearray):
+        return quote(bytes(value), safe="/" if keep_slash else "")
+    pattern = _RESERVED_RUN_KEEP_SLASH if keep_slash else _RESERVED_RUN
+    return pattern.sub(_percent_encode, value)
 
 
 def normalize_path(path: str) -> str:
@@ -127,7 +147,10 @@ def canonical_query(query: str) -> str:
 
 
 def _header_value(value: str) -> str:
-    return _WHITESPACE_RUN.sub(" ", value.strip())
+    value = value.strip()
+    if "  " in value or "\t" in value or "\n" in value or "\r" in value:
+        return _WHITESPACE_RUN.sub(" ", value)
+    return value
 
 
 def canonical_headers(
@@ -176,7 +199,7 @@ def string_to_sign(algorithm: str, x_amz_date: str, scope: str, canonical: str) 
 def authorization_value(
     algorithm: str, credential: str, scope: str, signed_headers: str, signature_hex: str
 ) -> str:
-    """The ``Authorization`` header, with ``", "`` between its parts (OpenSearch needs the space)."""
+    """The ``Authorization`` value, ``", "`` between its parts (OpenSearch needs the space)."""
     return (
         f"{algorithm} Credential={credential}/{scope}, "
         f"SignedHeaders={signed_headers}, Signature={signature_hex}"

@@ -1,0 +1,32 @@
+"""Developer sessions: ``nox -s tests lint typecheck bench``."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+    session.run("mypy", "--strict", "rolesanywhere")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    session.install("-e", ".[test,bench]")
+    session.run("python", "benchmarks/run_all.py", *session.posargs)

@@ -1,0 +1,328 @@
+"""Sync and async CreateSession clients: thin I/O shells around one sans-I/O flow.
+
+:func:`_session_flow` is a generator that yields what to do next (send this request with this
+timeout, or sleep this long) and receives what happened; :class:`RolesAnywhereClient` drives it
+with ``httpx.Client`` and ``time.sleep``, :class:`AsyncRolesAnywhereClient` with
+``httpx.AsyncClient`` and ``asyncio.sleep``. Retries, deadlines, re-signing and error mapping are
+therefore written once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Generic, Protocol, Self, TypeVar
+
+from .credentials import Credentials
+from .endpoints import Endpoint, resolve_endpoint
+from .errors import NetworkError, RequestTimeoutError, RolesAnywhereError
+from .identity import Identity
+from .retry import RetryPolicy
+from .session import (
+    SessionParams,
+    SignedRequest,
+    build_create_session_request,
+    is_retryable_status,
+    parse_create_session_response,
+    service_error,
+)
+from .transport import (
+    Answer,
+    AsyncHttpxTransport,
+    AsyncTransport,
+    HttpxTransport,
+    SyncTransport,
+    TransportFailure,
+    resolve_verify,
+)
+
+__all__ = [
+    "AsyncRolesAnywhereClient",
+    "ClientConfig",
+    "IdentitySource",
+    "RolesAnywhereClient",
+]
+
+
+class IdentitySource(Protocol):
+    """Anything that hands out the current identity (e.g. an :class:`IdentityLoader`)."""
+
+    def get(self) -> Identity: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Send:
+    request: SignedRequest
+    timeout: float
+    connect_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Sleep:
+    seconds: float
+
+
+_Outcome = Answer | TransportFailure
+_Flow = Generator[_Send | _Sleep, _Outcome | None, Credentials]
+
+
+@dataclass(slots=True)
+class ClientConfig:
+    """Everything a client needs, resolved and validated before any network call."""
+
+    identity: Identity | IdentitySource
+    params: SessionParams
+    endpoint: Endpoint
+    timeout: float = 30.0
+    connect_timeout: float = 5.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    verify: bool | str | ssl.SSLContext = True
+    proxy_from_env: bool = True
+    debug: Callable[[str], None] | None = None
+    clock: Callable[[], float] = time.monotonic
+
+    def current_identity(self) -> Identity:
+        source = self.identity
+        return source if isinstance(source, Identity) else source.get()
+
+    def ssl_verify(self) -> bool | ssl.SSLContext:
+        """``verify`` as the transports take it (``AWS_CA_BUNDLE`` applied)."""
+        return resolve_verify(self.verify)
+
+
+def _describe(request: SignedRequest) -> str:
+    lines = [
+        "---- canonical request ----",
+        request.canonical_request,
+        "---- string to sign ----",
+        request.string_to_sign,
+        "---- request headers ----",
+        *(f"{name}: {value}" for name, value in request.headers),
+        f"---- {request.method} {request.url} ----",
+    ]
+    return "\n".join(lines)
+
+
+def _session_flow(config: ClientConfig) -> _Flow:
+    """The whole CreateSession exchange, with retries, as a sans-I/O generator."""
+    deadline = config.clock() + config.timeout
+    policy = config.retry
+    last_error: RolesAnywhereError | None = None
+    for attempt in range(1, policy.max_attempts + 1):
+        remaining = deadline - config.clock()
+        if remaining <= 0:
+            break
+        request = build_create_session_request(
+            config.current_identity(), config.params, config.endpoint
+        )
+        if config.debug is not None:
+            config.debug(_describe(request))
+        outcome = yield _Send(request, remaining, min(config.connect_timeout, remaining))
+        if isinstance(outcome, Answer):
+            if config.debug is not None:
+                config.debug(f"---- response: HTTP {outcome.status} (attempt {attempt}) ----")
+            if 200 <= outcome.status < 300 or not is_retryable_status(outcome.status):
+                return parse_create_session_response(outcome.status, outcome.headers, outcome.body)
+            last_error = service_error(outcome.status, outcome.headers, outcome.body)
+        elif outcome is None:
+            raise RuntimeError("the CreateSession flow needs an outcome for each request")
+        elif outcome.timed_out:
+            last_error = RequestTimeoutError(
+                f"{config.endpoint.url} did not answer within {config.timeout:g} s "
+                f"(attempt {attempt}): check the endpoint, or raise the timeout"
+            )
+        else:
+            last_error = NetworkError(f"cannot reach {config.endpoint.url}: {outcome}")
+        if config.debug is not None:
+            config.debug(f"---- attempt {attempt} failed: {last_error} ----")
+        if attempt == policy.max_attempts:
+            break
+        pause = policy.delay(attempt)
+        if config.clock() + pause >= deadline:
+            break
+        yield _Sleep(pause)
+    if last_error is None or (isinstance(last_error, NetworkError) and config.clock() >= deadline):
+        last_error = RequestTimeoutError(
+            f"no answer from {config.endpoint.url} within {config.timeout:g} s: "
+            "check the endpoint, or raise the timeout"
+        )
+    raise last_error
+
+
+_T = TypeVar("_T")
+
+
+class _ClientBase(Generic[_T]):
+    """Construction shared by the sync and async clients (``_T``: the transport type)."""
+
+    def __init__(
+        self,
+        identity: Identity | IdentitySource,
+        *,
+        trust_anchor_arn: str,
+        profile_arn: str,
+        role_arn: str,
+        region: str | None = None,
+        duration_seconds: int = 3600,
+        role_session_name: str | None = None,
+        endpoint: str | None = None,
+        use_fips: bool | None = None,
+        use_dualstack: bool | None = None,
+        timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        retry: RetryPolicy | None = None,
+        verify: bool | str | ssl.SSLContext = True,
+        proxy_from_env: bool = True,
+        debug: Callable[[str], None] | None = None,
+        transport: _T | None = None,
+    ) -> None:
+        self._transport = transport
+        params = SessionParams(
+            trust_anchor_arn=trust_anchor_arn,
+            profile_arn=profile_arn,
+            role_arn=role_arn,
+            region=region,
+            duration_seconds=duration_seconds,
+            role_session_name=role_session_name,
+        )
+        self.config = ClientConfig(
+            identity=identity,
+            params=params,
+            endpoint=resolve_endpoint(
+                params.resolved_region,
+                endpoint=endpoint,
+                use_fips=use_fips,
+                use_dualstack=use_dualstack,
+            ),
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            retry=retry or RetryPolicy(),
+            verify=verify,
+            proxy_from_env=proxy_from_env,
+            debug=debug,
+        )
+        self.attempts = 0
+        """How many HTTP requests the last :meth:`create_session` call sent."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(endpoint={self.config.endpoint.url!r})"
+
+
+def _drive_sync(flow: _Flow, transport: SyncTransport, counter: list[int]) -> Credentials:
+    step = next(flow)
+    while True:
+        outcome: _Outcome | None = None
+        if isinstance(step, _Sleep):
+            time.sleep(step.seconds)
+        else:
+            counter[0] += 1
+            try:
+                outcome = transport.send(
+                    step.request, timeout=step.timeout, connect_timeout=step.connect_timeout
+                )
+            except TransportFailure as failure:
+                outcome = failure
+        try:
+            step = flow.send(outcome)
+        except StopIteration as stop:
+            credentials: Credentials = stop.value
+            return credentials
+
+
+class RolesAnywhereClient(_ClientBase[SyncTransport]):
+    """Exchange an X.509 identity for temporary credentials, synchronously.
+
+    Retries 429, 5xx and connection errors (``retry``, 3 attempts by default) with a fresh
+    signature each time; ``timeout`` bounds the whole call, retries and waits included.
+    ``transport`` defaults to httpx; pass a :class:`~rolesanywhere.transport.StdlibTransport`
+    for a faster start in one-shot processes.
+    """
+
+    def transport(self) -> SyncTransport:
+        if self._transport is None:
+            self._transport = HttpxTransport(
+                verify=self.config.ssl_verify(), trust_env=self.config.proxy_from_env
+            )
+        return self._transport
+
+    def create_session(self) -> Credentials:
+        """Call CreateSession and return the credentials, or raise a typed error."""
+        counter = [0]
+        try:
+            return _drive_sync(_session_flow(self.config), self.transport(), counter)
+        finally:
+            self.attempts = counter[0]
+
+    __call__ = create_session
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncRolesAnywhereClient(_ClientBase[AsyncTransport]):
+    """The awaitable twin of :class:`RolesAnywhereClient`."""
+
+    def transport(self) -> AsyncTransport:
+        if self._transport is None:
+            self._transport = AsyncHttpxTransport(
+                verify=self.config.ssl_verify(), trust_env=self.config.proxy_from_env
+            )
+        return self._transport
+
+    async def create_session(self) -> Credentials:
+        """Call CreateSession and return the credentials, or raise a typed error."""
+        flow = _session_flow(self.config)
+        self.attempts = 0
+        step = next(flow)
+        while True:
+            outcome: _Outcome | None = None
+            if isinstance(step, _Sleep):
+                await asyncio.sleep(step.seconds)
+            else:
+                self.attempts += 1
+                try:
+                    outcome = await self.transport().send(
+                        step.request, timeout=step.timeout, connect_timeout=step.connect_timeout
+                    )
+                except TransportFailure as failure:
+                    outcome = failure
+            try:
+                step = flow.send(outcome)
+            except StopIteration as stop:
+                credentials: Credentials = stop.value
+                return credentials
+
+    __call__ = create_session
+
+    async def aclose(self) -> None:
+        if self._transport is not None:
+            await self._transport.aclose()
+            self._transport = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

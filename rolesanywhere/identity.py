@@ -1,0 +1,676 @@
+"""An X.509 identity: the leaf certificate, its signing key and the intermediates.
+
+:meth:`Identity.load` reads PEM or DER certificates, PKCS#1 / SEC1 / PKCS#8 keys (plain or
+encrypted), legacy encrypted PEM and PKCS#12, from anything
+:func:`~rolesanywhere.sources.read_source` accepts. Every failure is an
+:class:`~rolesanywhere.errors.IdentityError` with a one-line message naming the source and the
+fix, never the key or the password.
+:class:`IdentityLoader` caches the parsed identity and reloads it when a file changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+
+from .errors import (
+    CertificateValidityError,
+    KeyMismatchError,
+    PasswordRequiredError,
+    RolesAnywhereError,
+    SourceError,
+    UnsupportedKeyError,
+    WrongPasswordError,
+)
+from .keys import SigningKey, SoftwareSigningKey
+from .sources import SourceSpec, describe, file_path, read_source
+
+__all__ = [
+    "CertificateInput",
+    "Identity",
+    "IdentityLoader",
+    "IntermediatesInput",
+    "KeyInput",
+    "Password",
+    "load_certificate",
+    "load_certificates",
+    "load_pkcs12",
+    "load_private_key",
+]
+
+Password = str | bytes | None
+CertificateInput = SourceSpec | x509.Certificate
+KeyInput = SourceSpec | SigningKey | PrivateKeyTypes
+IntermediatesInput = SourceSpec | Sequence[x509.Certificate]
+
+_SPEC_TYPES = (str, bytes, bytearray, memoryview, os.PathLike)
+_HOW_TO_UNLOCK = (
+    "pass its password with --pkcs8-password or the ROLESANYWHERE_PKCS8_PASSWORD "
+    "environment variable"
+)
+_NO_CERT = "no certificate found in {src}: expected a PEM or DER X.509 certificate"
+_NO_KEY = (
+    "no private key found in {src}: expected a PEM or DER private key (PKCS#1, SEC1 or PKCS#8)"
+)
+
+# --- PEM and DER scanning ---------------------------------------------------------------------
+
+_PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9][A-Z0-9 #._-]*)-----(.*?)-----END \1-----", re.S)
+_PEM_MARK = b"-----BEGIN "
+_CERT_LABELS = frozenset({"CERTIFICATE", "X509 CERTIFICATE", "X.509 CERTIFICATE"})
+_KEY_LABELS = frozenset(
+    {
+        "PRIVATE KEY",
+        "RSA PRIVATE KEY",
+        "EC PRIVATE KEY",
+        "ENCRYPTED PRIVATE KEY",
+        "DSA PRIVATE KEY",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _PemBlock:
+    label: str
+    text: bytes
+    body: bytes
+
+
+def _pem_blocks(data: bytes) -> list[_PemBlock]:
+    return [
+        _PemBlock(m.group(1).decode("ascii"), m.group(0) + b"\n", m.group(2))
+        for m in _PEM_RE.finditer(data)
+    ]
+
+
+def _pem_der(body: bytes) -> bytes | None:
+    """The DER inside a PEM body (RFC 7468 headers skipped); ``None`` if not valid base64."""
+    lines = body.strip().splitlines()
+    if any(b":" in line for line in lines):
+        try:
+            lines = lines[lines.index(b"") + 1 :]
+        except ValueError:
+            lines = [line for line in lines if b":" not in line]
+    try:
+        return base64.b64decode(b"".join(b"".join(lines).split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _der_content(data: bytes, offset: int = 0) -> tuple[int, int] | None:
+    """(tag, content offset) of the DER/BER element at ``offset``; ``None`` if truncated."""
+    if len(data) < offset + 2:
+        return None
+    tag, first = data[offset], data[offset + 1]
+    if first <= 0x80:  # short form, or BER indefinite length
+        return tag, offset + 2
+    size = first & 0x7F
+    if size > 4 or len(data) < offset + 2 + size:
+        return None
+    return tag, offset + 2 + size
+
+
+def _is_pkcs12(data: bytes) -> bool:
+    """PFX: SEQUENCE { INTEGER 3, SEQUENCE authSafe, ... }."""
+    outer = _der_content(data)
+    if outer is None or outer[0] != 0x30:
+        return False
+    start = outer[1]
+    return data[start : start + 4] == b"\x02\x01\x03\x30"
+
+
+def _is_encrypted_pkcs8_der(data: bytes) -> bool:
+    """EncryptedPrivateKeyInfo: SEQUENCE { SEQUENCE { OID, ... }, OCTET STRING }."""
+    outer = _der_content(data)
+    if outer is None or outer[0] != 0x30:
+        return False
+    inner = _der_content(data, outer[1])
+    return inner is not None and inner[0] == 0x30 and data[inner[1] : inner[1] + 1] == b"\x06"
+
+
+def _is_pem(data: bytes) -> bool:
+    return _PEM_MARK in data
+
+
+# --- error conversion -------------------------------------------------------------------------
+
+
+@contextmanager
+def _guard(message: str, source: str) -> Iterator[None]:
+    """Turn anything that is not already one of ours into a :class:`SourceError`."""
+    try:
+        yield
+    except RolesAnywhereError:
+        raise
+    except Exception as exc:
+        raise SourceError(message, source=source) from exc
+    except BaseException as exc:  # pyo3 PanicException derives from BaseException
+        if type(exc).__name__ == "PanicException":
+            raise SourceError(message, source=source) from exc
+        raise
+
+
+def _password_bytes(password: Password) -> bytes | None:
+    if password is None or isinstance(password, bytes):
+        return password
+    return password.encode("utf-8")
+
+
+# --- certificates -----------------------------------------------------------------------------
+
+
+def _parse_der_certificate(der: bytes, label: str) -> x509.Certificate:
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        # Touch the fields the library uses so malformed ones fail here, not later.
+        _ = cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc
+    except Exception as exc:
+        raise SourceError(_NO_CERT.format(src=label), source=label) from exc
+    return cert
+
+
+def load_certificates(data: bytes, *, source: str) -> list[x509.Certificate]:
+    """Every certificate in ``data``: PEM blocks (any other text or blocks ignored) or one DER."""
+    label = describe(source)
+    with _guard(_NO_CERT.format(src=label), source):
+        if not _is_pem(data):
+            return [_parse_der_certificate(data, label)]
+        blocks = [b for b in _pem_blocks(data) if b.label in _CERT_LABELS]
+        if not blocks:
+            raise SourceError(_NO_CERT.format(src=label), source=source)
+        certs = []
+        for block in blocks:
+            der = _pem_der(block.body)
+            if der is None:
+                raise SourceError(
+                    f"a certificate block in {label} is not valid base64: "
+                    "replace the file with a clean PEM copy",
+                    source=source,
+                )
+            certs.append(_parse_der_certificate(der, label))
+        return certs
+
+
+def load_certificate(data: bytes, *, source: str) -> x509.Certificate:
+    """The first certificate in ``data`` (PEM or DER)."""
+    return load_certificates(data, source=source)[0]
+
+
+# --- private keys -----------------------------------------------------------------------------
+
+
+def _signing_key(key: Any, label: str, source: str) -> SoftwareSigningKey:
+    try:
+        return SoftwareSigningKey.from_private_key(key, source=source)
+    except UnsupportedKeyError as exc:
+        raise UnsupportedKeyError(f"private key {label}: {exc}", source=source) from None
+
+
+def _decrypt_key(
+    data: bytes, pem: bool, encrypted: bool, password: bytes | None, label: str, source: str
+) -> PrivateKeyTypes:
+    load = serialization.load_pem_private_key if pem else serialization.load_der_private_key
+    if encrypted and password is None:
+        raise PasswordRequiredError(
+            f"private key {label} is encrypted: {_HOW_TO_UNLOCK}", source=source
+        )
+    wrong = WrongPasswordError(
+        f"wrong password for private key {label}: pass the password it was encrypted with",
+        source=source,
+    )
+    try:
+        return load(data, password if encrypted else None)
+    except TypeError as exc:
+        # Our guess about encryption was wrong; cryptography knows better.
+        if "not encrypted" in str(exc):
+            return load(data, None)
+        if password is None:
+            raise PasswordRequiredError(
+                f"private key {label} is encrypted: {_HOW_TO_UNLOCK}", source=source
+            ) from None
+        try:
+            return load(data, password)
+        except ValueError:
+            raise wrong from None
+    except UnsupportedAlgorithm:
+        raise UnsupportedKeyError(
+            f"private key {label} uses a key type or encryption this library cannot read: "
+            "use an RSA or EC key in PKCS#8 (AES with PBKDF2 or scrypt)",
+            source=source,
+        ) from None
+    except ValueError as exc:
+        if encrypted or "password" in str(exc).lower():
+            raise wrong from None
+        raise SourceError(_NO_KEY.format(src=label), source=source) from None
+
+
+def _parse_private_key(data: bytes, password: bytes | None, source: str) -> PrivateKeyTypes:
+    label = describe(source)
+    if _is_pem(data):
+        blocks = _pem_blocks(data)
+        keys = [b for b in blocks if b.label.endswith("PRIVATE KEY")]
+        if not keys:
+            only_certs = blocks and all(b.label in _CERT_LABELS for b in blocks)
+            hint = " (it holds only certificates)" if only_certs else ""
+            raise SourceError(_NO_KEY.format(src=label + hint), source=source)
+        if len(keys) > 1:
+            raise SourceError(
+                f"{label} holds {len(keys)} private keys: keep only the one issued with the "
+                "certificate",
+                source=source,
+            )
+        block = keys[0]
+        if block.label not in _KEY_LABELS:
+            raise UnsupportedKeyError(
+                f"private key {label} is a {block.label!r} block: convert it to PKCS#8 "
+                "(openssl pkcs8 -topk8, or ssh-keygen -p -m PKCS8 for OpenSSH keys)",
+                source=source,
+            )
+        encrypted = block.label == "ENCRYPTED PRIVATE KEY" or b"ENCRYPTED" in block.body
+        return _decrypt_key(block.text, True, encrypted, password, label, source)
+    if _is_pkcs12(data):
+        raise SourceError(
+            f"private key {label} is a PKCS#12 file: pass it as the certificate and leave "
+            "the private key out",
+            source=source,
+        )
+    encrypted = _is_encrypted_pkcs8_der(data)
+    if not encrypted:
+        try:
+            x509.load_der_x509_certificate(data)
+        except Exception:  # noqa: S110 - not a certificate: carry on as a key
+            pass
+        else:
+            raise SourceError(
+                f"{label} holds a certificate, not a private key: pass the private key file",
+                source=source,
+            )
+    return _decrypt_key(data, False, encrypted, password, label, source)
+
+
+def load_private_key(data: bytes, password: Password, *, source: str) -> SigningKey:
+    """A signing key from PKCS#1, SEC1 or PKCS#8 (PEM or DER, PKCS#8 possibly encrypted).
+
+    A PEM file may hold other blocks (certificates) too. A password given for an unencrypted
+    key is ignored.
+    """
+    label = describe(source)
+    with _guard(_NO_KEY.format(src=label), source):
+        key = _parse_private_key(data, _password_bytes(password), source)
+        return _signing_key(key, label, source)
+
+
+# --- PKCS#12 ----------------------------------------------------------------------------------
+
+
+def load_pkcs12(
+    data: bytes, password: Password, *, source: str
+) -> tuple[x509.Certificate, SigningKey, list[x509.Certificate]]:
+    """(leaf, key, other certificates in file order) from a PKCS#12 file.
+
+    With no password, both "no password" and the empty password are tried.
+    """
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    label = describe(source)
+    pw = _password_bytes(password)
+    attempts: list[bytes | None] = [None, b""] if not pw else [pw]
+    with _guard(f"{label} is not a valid PKCS#12 file: export it again", source):
+        bundle = None
+        password_failed = False
+        for attempt in attempts:
+            try:
+                bundle = pkcs12.load_pkcs12(data, attempt)
+                break
+            except UnsupportedAlgorithm:
+                raise UnsupportedKeyError(
+                    f"PKCS#12 file {label} uses an algorithm this library cannot read: "
+                    "export it again with AES-256 and PBKDF2 (openssl pkcs12 -export)",
+                    source=source,
+                ) from None
+            except ValueError as exc:
+                password_failed = password_failed or "password" in str(exc).lower()
+        if bundle is None:
+            if not password_failed:
+                raise SourceError(
+                    f"{label} is not a valid PKCS#12 file: export it again", source=source
+                )
+            if not pw:
+                raise PasswordRequiredError(
+                    f"PKCS#12 file {label} is encrypted: {_HOW_TO_UNLOCK}", source=source
+                )
+            raise WrongPasswordError(
+                f"wrong password for PKCS#12 file {label}: pass the password it was exported with",
+                source=source,
+            )
+        if bundle.key is None:
+            raise SourceError(
+                f"PKCS#12 file {label} holds no private key: export it with the key",
+                source=source,
+            )
+        key = _signing_key(bundle.key, label, source)
+        others = [c.certificate for c in bundle.additional_certs]
+        leaf = bundle.cert.certificate if bundle.cert is not None else None
+        if leaf is None:
+            index = _matching_index(others, key)
+            if index is None:
+                raise SourceError(
+                    f"PKCS#12 file {label} holds no certificate for its private key: "
+                    "export it with the certificate",
+                    source=source,
+                )
+            leaf = others.pop(index)
+        _ = leaf.serial_number, leaf.not_valid_before_utc, leaf.not_valid_after_utc
+        return leaf, key, others
+
+
+# --- matching ---------------------------------------------------------------------------------
+
+
+def _spki(key: PublicKeyTypes) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _matching_index(certs: Sequence[x509.Certificate], key: SigningKey) -> int | None:
+    wanted = _spki(key.public_key())
+    for index, cert in enumerate(certs):
+        try:
+            if _spki(cert.public_key()) == wanted:
+                return index
+        except Exception:  # noqa: S112 - a key we cannot read cannot match
+            continue
+    return None
+
+
+def _utc(when: datetime) -> datetime:
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _iso(when: datetime) -> str:
+    return _utc(when).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- the identity -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Identity:
+    """A leaf certificate, the key that signs for it, and its intermediates (leaf excluded)."""
+
+    certificate: x509.Certificate
+    signing_key: SigningKey
+    chain: tuple[x509.Certificate, ...] = ()
+    #: Where the certificate came from (path, ``env:NAME``, ``-``…), for messages.
+    source: str = ""
+    _der: bytes = field(init=False, repr=False)
+    _chain_der: tuple[bytes, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        der = serialization.Encoding.DER
+        object.__setattr__(self, "chain", tuple(self.chain))
+        object.__setattr__(self, "_der", self.certificate.public_bytes(der))
+        object.__setattr__(self, "_chain_der", tuple(c.public_bytes(der) for c in self.chain))
+
+    @property
+    def serial_number(self) -> int:
+        """The leaf's serial number (the SigV4 credential, in decimal)."""
+        return self.certificate.serial_number
+
+    @property
+    def certificate_der(self) -> bytes:
+        return self._der
+
+    @property
+    def certificate_b64(self) -> str:
+        """Standard padded base64 of the leaf DER, one line (the ``X-Amz-X509`` value)."""
+        return base64.b64encode(self._der).decode("ascii")
+
+    @property
+    def chain_der(self) -> tuple[bytes, ...]:
+        return self._chain_der
+
+    @property
+    def chain_b64(self) -> tuple[str, ...]:
+        """Base64 DER of each intermediate (joined with ``,`` for ``X-Amz-X509-Chain``)."""
+        return tuple(base64.b64encode(d).decode("ascii") for d in self._chain_der)
+
+    @property
+    def algorithm(self) -> str:
+        return self.signing_key.algorithm
+
+    @property
+    def not_before(self) -> datetime:
+        return self.certificate.not_valid_before_utc
+
+    @property
+    def not_after(self) -> datetime:
+        return self.certificate.not_valid_after_utc
+
+    def check_validity(self, now: datetime | None = None) -> None:
+        """Raise :class:`CertificateValidityError` unless ``now`` is within the validity period."""
+        at = _utc(now) if now is not None else datetime.now(UTC)
+        label = describe(self.source or "<certificate>")
+        period = f"valid from {_iso(self.not_before)} to {_iso(self.not_after)}"
+        if at > self.not_after:
+            raise CertificateValidityError(
+                f"certificate {label} expired on {_iso(self.not_after)} ({period}): renew it",
+                source=self.source,
+            )
+        if at < self.not_before:
+            raise CertificateValidityError(
+                f"certificate {label} is not valid until {_iso(self.not_before)} ({period}): "
+                "wait, or check the system clock",
+                source=self.source,
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"Identity(serial_number={self.serial_number}, "
+            f"subject={self.certificate.subject.rfc4514_string()!r}, "
+            f"algorithm={self.algorithm!r}, chain={len(self.chain)}, source={self.source!r})"
+        )
+
+    @classmethod
+    def load(
+        cls,
+        certificate: CertificateInput,
+        private_key: KeyInput | None = None,
+        intermediates: IntermediatesInput | None = None,
+        password: Password = None,
+        *,
+        check_validity: bool = True,
+        now: datetime | None = None,
+    ) -> Identity:
+        """Load and check an identity.
+
+        ``private_key=None``: the certificate source holds the key too (PEM with both, or
+        PKCS#12). Extra certificates in the certificate source (a PEM bundle or PKCS#12) become
+        the chain unless ``intermediates`` is given. The leaf is the first certificate matching
+        the key.
+        """
+        name = _source_name(certificate)
+        with _guard(
+            f"could not load the identity from {describe(name)}: check the certificate and key",
+            name,
+        ):
+            identity = _load(cls, certificate, private_key, intermediates, password)
+        if check_validity:
+            identity.check_validity(now)
+        return identity
+
+
+def _source_name(spec: object) -> str:
+    if isinstance(spec, bytes | bytearray | memoryview):
+        return "<bytes>"
+    if isinstance(spec, str | os.PathLike):
+        path = file_path(spec)
+        return str(path) if path is not None else str(spec)
+    return "<certificate>"
+
+
+def _load(
+    cls: type[Identity],
+    certificate: CertificateInput,
+    private_key: KeyInput | None,
+    intermediates: IntermediatesInput | None,
+    password: Password,
+) -> Identity:
+    pw = _password_bytes(password)
+    embedded_key: SigningKey | None = None
+    if isinstance(certificate, x509.Certificate):
+        cert_name = "<certificate>"
+        certs = [certificate]
+    else:
+        src = read_source(certificate, what="certificate")
+        cert_name = src.name
+        if not _is_pem(src.data) and _is_pkcs12(src.data):
+            leaf, embedded_key, others = load_pkcs12(src.data, pw, source=cert_name)
+            certs = [leaf, *others]
+        else:
+            certs = load_certificates(src.data, source=cert_name)
+            if private_key is None:
+                if not _is_pem(src.data) or not any(
+                    b.label.endswith("PRIVATE KEY") for b in _pem_blocks(src.data)
+                ):
+                    raise SourceError(
+                        f"no private key found in {src.label}: pass the private key "
+                        "(--private-key), or a PEM file holding both, or a PKCS#12 file",
+                        source=cert_name,
+                    )
+                embedded_key = load_private_key(src.data, pw, source=cert_name)
+    cert_label = describe(cert_name)
+
+    key_label = cert_label
+    if private_key is None:
+        if embedded_key is None:
+            raise SourceError(
+                f"no private key given for certificate {cert_label}: pass the private key",
+                source=cert_name,
+            )
+        key = embedded_key
+    elif isinstance(private_key, _SPEC_TYPES):
+        key_src = read_source(private_key, what="private key")
+        key_label = key_src.label
+        key = load_private_key(key_src.data, pw, source=key_src.name)
+    elif isinstance(private_key, SigningKey):
+        key, key_label = private_key, "<signing key>"
+    else:
+        key_label = "<private key>"
+        key = _signing_key(private_key, key_label, key_label)
+
+    index = _matching_index(certs, key)
+    if index is None:
+        raise KeyMismatchError(
+            f"private key {key_label} does not match certificate {cert_label}: "
+            "pass the key that was issued with this certificate",
+            source=cert_name,
+        )
+    leaf = certs.pop(index)
+
+    if intermediates is None:
+        chain = certs
+    elif isinstance(intermediates, _SPEC_TYPES):
+        chain_src = read_source(intermediates, what="intermediate certificates")
+        chain = load_certificates(chain_src.data, source=chain_src.name)
+    else:
+        chain = list(intermediates)
+        if not all(isinstance(c, x509.Certificate) for c in chain):
+            raise SourceError(
+                "intermediates must be a path, env:NAME, -, bytes or x509.Certificate objects",
+                source="<intermediates>",
+            )
+    return cls(leaf, key, tuple(chain), cert_name)
+
+
+# --- caching loader ---------------------------------------------------------------------------
+
+_Stamp = tuple[tuple[int, int, int, int] | None, ...]
+
+
+class IdentityLoader:
+    """Loads an identity once and again only when one of its files changes.
+
+    :meth:`get` costs one ``os.stat`` per file. A file counts as changed when its device,
+    inode, mtime (ns) or size differ, so replacing it atomically (write then rename, or a
+    symlink swap as Kubernetes does) is always seen. If a reload fails the new error is
+    raised (a stale identity is never served) and the next :meth:`get` tries again.
+    Validity is checked on every call, so a cached certificate that expires is refused.
+    Thread-safe.
+    """
+
+    def __init__(
+        self,
+        certificate: CertificateInput,
+        private_key: KeyInput | None = None,
+        intermediates: IntermediatesInput | None = None,
+        password: Password = None,
+        *,
+        check_validity: bool = True,
+    ) -> None:
+        self._args = (certificate, private_key, intermediates)
+        self._password = password
+        self._check_validity = check_validity
+        self._paths: tuple[Path, ...] = tuple(
+            path
+            for spec in self._args
+            if isinstance(spec, _SPEC_TYPES) and (path := file_path(spec)) is not None
+        )
+        self._lock = threading.Lock()
+        self._identity: Identity | None = None
+        self._stamp: _Stamp | None = None
+        #: How many times the files were parsed.
+        self.loads = 0
+
+    def _stat(self) -> _Stamp:
+        stamps: list[tuple[int, int, int, int] | None] = []
+        for path in self._paths:
+            try:
+                st = os.stat(path)
+            except OSError:
+                stamps.append(None)
+            else:
+                stamps.append((st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size))
+        return tuple(stamps)
+
+    def get(self, *, now: datetime | None = None) -> Identity:
+        """The identity, reloaded first if any of its files changed."""
+        with self._lock:
+            stamp = self._stat()
+            if self._identity is None or stamp != self._stamp:
+                certificate, private_key, intermediates = self._args
+                self._identity = None
+                identity = Identity.load(
+                    certificate, private_key, intermediates, self._password, check_validity=False
+                )
+                self._identity, self._stamp = identity, stamp
+                self.loads += 1
+            identity = self._identity
+        if self._check_validity:
+            identity.check_validity(now)
+        return identity
+
+    def invalidate(self) -> None:
+        """Forget the cached identity; the next :meth:`get` reloads."""
+        with self._lock:
+            self._identity = None
+            self._stamp = None
+
+    def __repr__(self) -> str:
+        names = ", ".join(_source_name(a) for a in self._args if a is not None)
+        return f"IdentityLoader({names}, loads={self.loads})"

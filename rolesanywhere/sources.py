@@ -1,0 +1,168 @@
+"""Where certificate and key bytes come from: a file, an environment variable, stdin or bytes.
+
+A *spec* is ``bytes`` (used as is), ``"-"`` (standard input, read once per process),
+``"env:NAME"`` (an environment variable; base64 is decoded when the value is not PEM) or a path
+(``~`` expanded). No cryptography here: this module must stay cheap to import.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import SourceError
+
+__all__ = ["STDIN", "Source", "SourceSpec", "describe", "file_path", "read_source"]
+
+SourceSpec = str | bytes | bytearray | memoryview | os.PathLike[str]
+
+#: The spec (and source name) for standard input.
+STDIN = "-"
+_ENV_PREFIX = "env:"
+_PEM_MARK = b"-----BEGIN "
+_B64 = re.compile(rb"[A-Za-z0-9+/_-]+={0,2}")
+_URLSAFE_TO_STD = bytes.maketrans(b"-_", b"+/")
+
+_stdin_lock = threading.Lock()
+_stdin_data: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Bytes plus a name for messages (a path, ``env:NAME``, ``-`` or ``<bytes>``)."""
+
+    data: bytes = field(repr=False)
+    name: str
+    #: The file read, when the source is a file (lets callers watch it for changes).
+    path: Path | None = None
+
+    @property
+    def label(self) -> str:
+        """The name as messages print it."""
+        return describe(self.name)
+
+
+def describe(name: str) -> str:
+    """How a source name reads in a message (``-`` becomes ``stdin``)."""
+    return "stdin" if name == STDIN else name
+
+
+def file_path(spec: SourceSpec) -> Path | None:
+    """The file a spec names (``~`` expanded), or ``None`` for bytes, stdin and ``env:``."""
+    if isinstance(spec, bytes | bytearray | memoryview):
+        return None
+    if isinstance(spec, str) and (spec == STDIN or spec.startswith(_ENV_PREFIX) or not spec):
+        return None
+    return Path(os.fspath(spec)).expanduser()
+
+
+def read_source(spec: SourceSpec, *, what: str) -> Source:
+    """Read the bytes a spec names; ``what`` ("certificate", "private key"…) is for messages.
+
+    Raises :class:`SourceError` when the file, variable or stream is missing, unreadable or empty.
+    """
+    if isinstance(spec, bytes | bytearray | memoryview):
+        data = bytes(spec)
+        if not data:
+            raise SourceError(f"{what} bytes are empty: pass the {what} content", source="<bytes>")
+        return Source(data, "<bytes>")
+    if isinstance(spec, str):
+        if not spec.strip():
+            raise SourceError(f"no {what} given: pass a path, env:NAME or - for stdin")
+        if spec == STDIN:
+            return Source(_read_stdin(what), STDIN)
+        if spec.startswith(_ENV_PREFIX):
+            return _read_env(spec[len(_ENV_PREFIX) :], what)
+    path = file_path(spec)
+    assert path is not None
+    return Source(_read_file(path, what), str(path), path)
+
+
+def _read_file(path: Path, what: str) -> bytes:
+    name = str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SourceError(
+            f"{what} file {name} does not exist: check the path", source=name
+        ) from None
+    except IsADirectoryError:
+        raise SourceError(
+            f"{what} path {name} is a directory: pass the {what} file", source=name
+        ) from None
+    except PermissionError:
+        raise SourceError(
+            f"{what} file {name} is not readable: check its permissions", source=name
+        ) from None
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise SourceError(
+            f"cannot read {what} file {name} ({reason}): check the path", source=name
+        ) from None
+    if not data.strip():
+        raise SourceError(f"{what} file {name} is empty: pass the {what} file", source=name)
+    return data
+
+
+def _read_env(var: str, what: str) -> Source:
+    name = _ENV_PREFIX + var
+    if not var:
+        raise SourceError(f"{what} source {name!r} names no variable: use env:NAME", source=name)
+    value = os.environ.get(var)
+    if value is None:
+        raise SourceError(
+            f"environment variable {var} is not set: set it to the {what} "
+            "(PEM, or base64 of DER or PKCS#12)",
+            source=name,
+        )
+    if not value.strip():
+        raise SourceError(f"environment variable {var} is empty: set it to the {what}", source=name)
+    return Source(_decode_env_value(value), name)
+
+
+def _decode_env_value(value: str) -> bytes:
+    raw = value.encode("utf-8", "surrogateescape")
+    if _PEM_MARK in raw:
+        # CI systems often store PEM with literal "\n" escapes instead of newlines.
+        if b"\n" not in raw.strip() and b"\\n" in raw:
+            raw = raw.replace(b"\\n", b"\n")
+        return raw
+    compact = b"".join(raw.split())
+    if not _B64.fullmatch(compact):
+        return raw
+    # Standard or URL-safe alphabet, padding optional.
+    body = compact.rstrip(b"=").translate(_URLSAFE_TO_STD)
+    body += b"=" * (-len(body) % 4)
+    try:
+        decoded = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return raw
+    return decoded or raw
+
+
+def _read_stdin(what: str) -> bytes:
+    global _stdin_data
+    with _stdin_lock:
+        if _stdin_data is None:
+            try:
+                stream = sys.stdin
+                if stream is None:
+                    raise OSError("no stdin")
+                buffer = getattr(stream, "buffer", None)
+                data = buffer.read() if buffer is not None else stream.read().encode()
+            except (OSError, ValueError, AttributeError, UnicodeError):
+                raise SourceError(
+                    f"cannot read the {what} from stdin: pipe it in or pass a file",
+                    source=STDIN,
+                ) from None
+            _stdin_data = bytes(data)
+        data = _stdin_data
+    if not data.strip():
+        raise SourceError(f"no {what} on stdin: pipe the {what} in", source=STDIN)
+    return data

@@ -1,0 +1,255 @@
+"""Sending a prepared request: httpx (sync and async) and a light stdlib transport.
+
+The clients hand a transport a :class:`~rolesanywhere.session.HttpRequest` and get back an
+:class:`Answer` or a :class:`TransportFailure`; they never see a library-specific exception.
+:class:`StdlibTransport` uses ``http.client`` so that the ``credential-process`` command does not
+pay for importing httpx on every cold start; everything else uses httpx.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    import http.client
+
+    import httpx
+
+    from .session import HttpRequest
+
+__all__ = [
+    "USER_AGENT",
+    "Answer",
+    "AsyncHttpxTransport",
+    "AsyncTransport",
+    "HttpxTransport",
+    "StdlibTransport",
+    "SyncTransport",
+    "TransportFailure",
+    "resolve_verify",
+]
+
+USER_AGENT = "rolesanywhere-python/0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What came back: status, headers (in order, may repeat) and the whole body."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+class TransportFailure(Exception):
+    """No answer: ``timed_out`` tells a timeout from any other connection failure."""
+
+    def __init__(self, detail: str, *, timed_out: bool) -> None:
+        super().__init__(detail)
+        self.timed_out = timed_out
+
+
+class SyncTransport(Protocol):
+    def send(self, request: HttpRequest, *, timeout: float, connect_timeout: float) -> Answer:
+        """Send ``request``; raise :class:`TransportFailure` when no answer arrives."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class AsyncTransport(Protocol):
+    async def send(self, request: HttpRequest, *, timeout: float, connect_timeout: float) -> Answer:
+        """Send ``request``; raise :class:`TransportFailure` when no answer arrives."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def resolve_verify(
+    verify: bool | str | ssl.SSLContext, environ: Mapping[str, str] | None = None
+) -> bool | ssl.SSLContext:
+    """TLS verification setting: ``AWS_CA_BUNDLE`` applies when verification is on.
+
+    A path (given or from the environment) becomes an ``SSLContext`` trusting that bundle.
+    """
+    if verify is True:
+        verify = (os.environ if environ is None else environ).get("AWS_CA_BUNDLE") or True
+    if isinstance(verify, str):
+        try:
+            return ssl.create_default_context(cafile=verify)
+        except (OSError, ssl.SSLError) as exc:
+            from .errors import NetworkError
+
+            raise NetworkError(
+                f"cannot use CA bundle {verify}: {_detail(exc)}: check the path (or AWS_CA_BUNDLE)"
+            ) from None
+    return verify
+
+
+def _detail(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _httpx_options(verify: bool | ssl.SSLContext, trust_env: bool) -> dict[str, object]:
+    return {
+        "verify": verify,
+        "trust_env": trust_env,
+        "headers": {"User-Agent": USER_AGENT},
+        "follow_redirects": False,
+    }
+
+
+def _httpx_failure(exc: Exception) -> TransportFailure:
+    import httpx
+
+    return TransportFailure(_detail(exc), timed_out=isinstance(exc, httpx.TimeoutException))
+
+
+class HttpxTransport:
+    """Synchronous transport over a (lazily created) ``httpx.Client``."""
+
+    def __init__(
+        self,
+        *,
+        verify: bool | ssl.SSLContext = True,
+        trust_env: bool = True,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self._verify = verify
+        self._trust_env = trust_env
+        self._client = client
+
+    def _http(self) -> httpx.Client:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.Client(**_httpx_options(self._verify, self._trust_env))  # type: ignore[arg-type]
+        return self._client
+
+    def send(self, request: HttpRequest, *, timeout: float, connect_timeout: float) -> Answer:
+        import httpx
+
+        try:
+            response = self._http().request(
+                request.method,
+                request.url,
+                headers=list(request.headers),
+                content=request.body,
+                timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            )
+        except httpx.TransportError as exc:
+            raise _httpx_failure(exc) from None
+        return Answer(response.status_code, tuple(response.headers.multi_items()), response.content)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+class AsyncHttpxTransport:
+    """Asynchronous transport over a (lazily created) ``httpx.AsyncClient``."""
+
+    def __init__(
+        self,
+        *,
+        verify: bool | ssl.SSLContext = True,
+        trust_env: bool = True,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._verify = verify
+        self._trust_env = trust_env
+        self._client = client
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(**_httpx_options(self._verify, self._trust_env))  # type: ignore[arg-type]
+        return self._client
+
+    async def send(self, request: HttpRequest, *, timeout: float, connect_timeout: float) -> Answer:
+        import httpx
+
+        try:
+            response = await self._http().request(
+                request.method,
+                request.url,
+                headers=list(request.headers),
+                content=request.body,
+                timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            )
+        except httpx.TransportError as exc:
+            raise _httpx_failure(exc) from None
+        return Answer(response.status_code, tuple(response.headers.multi_items()), response.content)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+class StdlibTransport:
+    """One request per connection over ``http.client``: no proxy support, cheap to import.
+
+    Meant for short-lived processes (the ``credential-process`` command) that send one request.
+    """
+
+    def __init__(self, *, verify: bool | ssl.SSLContext = True) -> None:
+        if verify is True:
+            verify = ssl.create_default_context()
+        elif verify is False:
+            verify = ssl._create_unverified_context()  # noqa: S323 - the user opted out
+        self._context = verify
+
+    def _connection(
+        self, url: str, connect_timeout: float
+    ) -> tuple[http.client.HTTPConnection, str]:
+        import http.client
+
+        parts = urlsplit(url)
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        host = parts.hostname or ""
+        conn: http.client.HTTPConnection
+        if parts.scheme == "https":
+            conn = http.client.HTTPSConnection(
+                host, parts.port, timeout=connect_timeout, context=self._context
+            )
+        else:
+            conn = http.client.HTTPConnection(host, parts.port, timeout=connect_timeout)
+        return conn, target
+
+    def send(self, request: HttpRequest, *, timeout: float, connect_timeout: float) -> Answer:
+        import http.client
+
+        conn, target = self._connection(request.url, connect_timeout)
+        try:
+            conn.connect()
+            if conn.sock is not None:
+                conn.sock.settimeout(timeout)
+            conn.putrequest(request.method, target, skip_host=True, skip_accept_encoding=True)
+            for name, value in request.headers:
+                conn.putheader(name, value)
+            conn.putheader("User-Agent", USER_AGENT)
+            conn.putheader("Content-Length", str(len(request.body)))
+            conn.endheaders(request.body)
+            response = conn.getresponse()
+            body = response.read()
+            return Answer(response.status, tuple(response.getheaders()), body)
+        except TimeoutError as exc:
+            raise TransportFailure(_detail(exc), timed_out=True) from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise TransportFailure(_detail(exc), timed_out=False) from None
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        return None
