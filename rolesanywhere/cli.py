@@ -43,6 +43,20 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
+class _Formatter(argparse.HelpFormatter):
+    """Asks the terminal its width itself: argparse would import ``shutil`` (and with it bz2
+    and lzma) for that on every ``add_argument``, a large share of a cold start."""
+
+    def __init__(self, prog: str) -> None:
+        import os
+
+        try:
+            width = os.get_terminal_size(sys.stdout.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            width = 80
+        super().__init__(prog, width=max(width - 2, 40))
+
+
 def _add_identity_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("identity and session")
     add = group.add_argument
@@ -74,6 +88,7 @@ def _add_identity_flags(parser: argparse.ArgumentParser) -> None:
 def _build_parser(prog: str) -> _Parser:
     parser = _Parser(
         prog=prog,
+        formatter_class=_Formatter,
         description="Exchange an X.509 certificate for temporary AWS credentials "
         "(IAM Roles Anywhere); a drop-in for aws_signing_helper.",
     )
@@ -81,10 +96,15 @@ def _build_parser(prog: str) -> _Parser:
     cp = sub.add_parser(
         "credential-process",
         help="print credentials as the AWS SDKs' credential_process expects",
+        formatter_class=_Formatter,
     )
     _add_identity_flags(cp)
-    sub.add_parser("version", help="print the version")
-    demo = sub.add_parser("demo", help="run the whole flow offline against local emulators")
+    sub.add_parser("version", help="print the version", formatter_class=_Formatter)
+    demo = sub.add_parser(
+        "demo",
+        help="run the whole flow offline against local emulators",
+        formatter_class=_Formatter,
+    )
     demo.add_argument("--key-type", default="ec-p256", help="leaf key type (default ec-p256)")
     return parser
 
@@ -130,7 +150,16 @@ def _credential_process(
     from .client import RolesAnywhereClient
     from .transport import StdlibTransport, resolve_verify
 
-    identity = _load_identity(args, stdin, stderr)
+    class _Lazy:
+        """Loads the identity on first use, after the ARNs and flags were validated."""
+
+        identity: Identity | None = None
+
+        def get(self) -> Identity:
+            if self.identity is None:
+                self.identity = _load_identity(args, stdin, stderr)
+            return self.identity
+
     verify = resolve_verify(not args.no_verify_ssl)
     # One request per run: http.client starts faster than httpx; proxies need httpx.
     transport = None if args.with_proxy else StdlibTransport(verify=verify)
@@ -139,7 +168,7 @@ def _credential_process(
         print(text, file=stderr)
 
     with RolesAnywhereClient(
-        identity,
+        _Lazy(),
         trust_anchor_arn=args.trust_anchor_arn,
         profile_arn=args.profile_arn,
         role_arn=args.role_arn,

@@ -9,7 +9,6 @@ therefore written once.
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import time
 from collections.abc import Callable, Generator
@@ -294,6 +293,8 @@ class AsyncRolesAnywhereClient(_ClientBase[AsyncTransport]):
         while True:
             outcome: _Outcome | None = None
             if isinstance(step, _Sleep):
+                import asyncio
+
                 await asyncio.sleep(step.seconds)
             else:
                 self.attempts += 1

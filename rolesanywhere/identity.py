@@ -173,13 +173,13 @@ def _password_bytes(password: Password) -> bytes | None:
 # --- certificates -----------------------------------------------------------------------------
 
 
-def _parse_der_certificate(der: bytes, label: str) -> x509.Certificate:
+def _parse_der_certificate(der: bytes, label: str, source: str) -> x509.Certificate:
     try:
         cert = x509.load_der_x509_certificate(der)
         # Touch the fields the library uses so malformed ones fail here, not later.
         _ = cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc
     except Exception as exc:
-        raise SourceError(_NO_CERT.format(src=label), source=label) from exc
+        raise SourceError(_NO_CERT.format(src=label), source=source) from exc
     return cert
 
 
@@ -188,7 +188,7 @@ def load_certificates(data: bytes, *, source: str) -> list[x509.Certificate]:
     label = describe(source)
     with _guard(_NO_CERT.format(src=label), source):
         if not _is_pem(data):
-            return [_parse_der_certificate(data, label)]
+            return [_parse_der_certificate(data, label, source)]
         blocks = [b for b in _pem_blocks(data) if b.label in _CERT_LABELS]
         if not blocks:
             raise SourceError(_NO_CERT.format(src=label), source=source)
@@ -201,7 +201,7 @@ def load_certificates(data: bytes, *, source: str) -> list[x509.Certificate]:
                     "replace the file with a clean PEM copy",
                     source=source,
                 )
-            certs.append(_parse_der_certificate(der, label))
+            certs.append(_parse_der_certificate(der, label, source))
         return certs
 
 

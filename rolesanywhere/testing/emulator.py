@@ -434,7 +434,7 @@ class RolesAnywhereEmulator:
         server = _Server((self.host, 0), self, context)
         thread = threading.Thread(
             target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},
             name=f"rolesanywhere-emulator:{server.server_address[1]}",
             daemon=True,
         )
@@ -533,9 +533,16 @@ class RolesAnywhereEmulator:
             payload = self._create_session(request)
         except _Reject as reject:
             return self._error(reject.status, reject.error_type, reject.message)
+        except Exception as exc:  # a bug or a bad clock: say so rather than drop the connection
+            message = f"emulator error: {type(exc).__name__}: {exc}"
+            return self._error(500, "InternalServerException", message[:300])
         with self._lock:
             self._successes += 1
         return self._json(201, payload)
+
+    def _now(self) -> datetime:
+        now = self.clock()
+        return now.replace(tzinfo=UTC) if now.tzinfo is None else now
 
     def _json(self, status: int, payload: object, extra: Sequence[tuple[str, str]] = ()) -> _Answer:
         headers = (
@@ -554,7 +561,7 @@ class RolesAnywhereEmulator:
         params = _parse_params(request)
         anchor, profile, role = self._resources(params)
         path = _build_path(verified.leaf, verified.chain, anchor.certificates)
-        now = self.clock()
+        now = self._now()
         for cert in path:
             if now < cert.not_valid_before_utc:
                 raise _denied("Certificate not yet valid")
@@ -677,7 +684,7 @@ class RolesAnywhereEmulator:
         to_sign = sigv4.string_to_sign(auth.algorithm, x_amz_date, scope, canonical)
         if not verify_signature(leaf.public_key(), auth.algorithm, to_sign.encode(), signature):
             raise _denied("Invalid signature")
-        now = self.clock()
+        now = self._now()
         sent = datetime.strptime(x_amz_date, sigv4.AMZ_DATE_FORMAT).replace(tzinfo=UTC)
         if sent < now - MAX_CLOCK_SKEW:
             raise _denied(
@@ -951,6 +958,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
     timeout = 60  # idle keep-alive connections
+    disable_nagle_algorithm = True
+    wbufsize = 1 << 16  # headers and body leave in one write (see _write)
     _HANDSHAKE_TIMEOUT = 10.0
 
     def setup(self) -> None:
@@ -962,32 +971,37 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Silence per-request logging."""
 
+    def _read_exactly(self, size: int, keep: list[bytes], kept: int) -> int:
+        """Read ``size`` bytes, keeping them while the total stays within the limit."""
+        while size > 0:
+            block = self.rfile.read(min(size, 1 << 16))
+            if not block:
+                raise ValueError("the body ended early")
+            size -= len(block)
+            if kept + len(block) <= MAX_BODY_BYTES:
+                keep.append(block)
+            kept += len(block)
+        return kept
+
     def _read_body(self) -> bytes | None:
-        """The body (``None`` when larger than :data:`MAX_BODY_BYTES`)."""
+        """The body, read in full; ``None`` when larger than :data:`MAX_BODY_BYTES`."""
+        keep: list[bytes] = []
+        kept = 0
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks: list[bytes] = []
-            total = 0
             while True:
-                size_line = self.rfile.readline(1024)
-                size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+                size = int(self.rfile.readline(1024).split(b";", 1)[0].strip() or b"x", 16)
                 if size == 0:
                     while self.rfile.readline(1024).strip():
                         pass  # trailers
                     break
-                total += size
-                if total > MAX_BODY_BYTES:
-                    self.close_connection = True
-                    return None
-                chunks.append(self.rfile.read(size))
+                kept = self._read_exactly(size, keep, kept)
                 self.rfile.readline(1024)
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length < 0:
-            raise ValueError("negative Content-Length")
-        if length > MAX_BODY_BYTES:
-            self.close_connection = True
-            return None
-        return self.rfile.read(length) if length else b""
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length < 0:
+                raise ValueError("negative Content-Length")
+            kept = self._read_exactly(length, keep, kept)
+        return b"".join(keep) if kept <= MAX_BODY_BYTES else None
 
     def _dispatch(self) -> None:
         emulator = self.server.emulator

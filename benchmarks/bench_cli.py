@@ -1,0 +1,125 @@
+"""Cold ``aws_signing_helper credential-process`` against the local emulator (over TLS).
+
+Compares, in the same run and interleaved: ``python -c pass``, our console script, and the same
+job done by a helper built on ``iam-rolesanywhere-session`` (``peer_helper.py``). Median wall time
+of ``--runs`` cold processes each, and the peak RSS of each process.
+
+Targets (issue 2): ours <= 0.35x the peer, <= 12x ``python -c pass``, peak RSS <= 40 MB.
+Run: ``python benchmarks/bench_cli.py [--runs 15]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from rolesanywhere.testing.emulator import RolesAnywhereEmulator
+from rolesanywhere.testing.pki import PKI, KeyFormat
+
+HERE = Path(__file__).resolve().parent
+# Spawns the command from a bare interpreter (-S: no site) and prints, as the last line of
+# stderr, the child's wall time and its own peak RSS (ru_maxrss, KB).
+_EXEC = (
+    "import os,sys,time\n"
+    "t=time.perf_counter_ns()\n"
+    "pid=os.posix_spawn(sys.argv[1],sys.argv[1:],os.environ)\n"
+    "_,st,ru=os.wait4(pid,0)\n"
+    "t=time.perf_counter_ns()-t\n"
+    "sys.stderr.write('\\nwall_ns=%d peak_kb=%d\\n'%(t,ru.ru_maxrss))\n"
+    "sys.exit(os.waitstatus_to_exitcode(st))\n"
+)
+BIN = Path(sys.executable).parent
+
+
+def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one cold run; fails loudly if the command fails.
+
+    The command is spawned by a bare interpreter that times it and reports its own ``wait4``
+    high-water mark (a child forked from this process would report ours).
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-S", "-c", _EXEC, *argv],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = proc.communicate()
+    if proc.returncode != 0 or (argv[-1] != "pass" and b"AccessKeyId" not in out):
+        raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {err.decode()[-400:]}")
+    fields = dict(f.split(b"=") for f in err.rsplit(b"\n", 2)[-2].split())
+    return int(fields[b"wall_ns"]) / 1e9, int(fields[b"peak_kb"]) / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--key-type", default="ec-p256")
+    args = parser.parse_args()
+
+    # A regular install byte-compiles the package (pip does), as the peer's is; do the same
+    # here so an editable checkout, or PYTHONDONTWRITEBYTECODE, does not skew the comparison.
+    import compileall
+
+    import rolesanywhere
+
+    compileall.compile_dir(Path(rolesanywhere.__file__).parent, quiet=1)
+    pki = PKI(name="bench")
+    leaf = pki.leaf(args.key_type)
+    with tempfile.TemporaryDirectory() as tmp, RolesAnywhereEmulator.for_pki(pki, tls=True) as emu:
+        folder = Path(tmp)
+        cert, key = leaf.write(folder, "client", key_format=KeyFormat.PKCS8_PEM)
+        chain = folder / "chain.pem"
+        chain.write_bytes(pki.intermediate.cert_pem())
+        ca = emu.write_ca_bundle(folder)
+        common = [
+            "--certificate", str(cert), "--private-key", str(key), "--intermediates", str(chain),
+            "--trust-anchor-arn", emu.trust_anchor_arn, "--profile-arn", emu.profile_arn,
+            "--role-arn", emu.role_arn,
+        ]  # fmt: skip
+        env = {**os.environ, "AWS_CA_BUNDLE": ca}
+        commands = {
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "rolesanywhere (ours)": [
+                str(BIN / "aws_signing_helper"), "credential-process", *common,
+                "--endpoint", emu.url,
+            ],
+            "iam-rolesanywhere-session": [
+                sys.executable, str(HERE / "peer_helper.py"), *common,
+                "--endpoint", emu.endpoint_host, "--ca-bundle", ca,
+            ],
+        }  # fmt: skip
+        for argv in commands.values():  # warm the OS caches once
+            measure(argv, env)
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+        for _ in range(args.runs):
+            for name, argv in commands.items():
+                results[name].append(measure(argv, env))
+
+    medians = {n: statistics.median(w for w, _ in r) for n, r in results.items()}
+    rss = {n: max(m for _, m in r) for n, r in results.items()}
+    base, ours, peer = (medians[n] for n in commands)
+    print(
+        f"cold credential-process, {args.runs} runs each (median wall, max peak RSS), TLS loopback"
+    )
+    print(f"{'command':<28} {'median ms':>10} {'peak RSS MB':>12}")
+    for name in commands:
+        print(f"{name:<28} {medians[name] * 1000:>10.1f} {rss[name]:>12.1f}")
+    ratio_peer, ratio_base = ours / peer, ours / base
+    ours_rss = rss["rolesanywhere (ours)"]
+    checks = [
+        (f"ours / peer = {ratio_peer:.2f}", ratio_peer <= 0.35, "<= 0.35"),
+        (f"ours / python -c pass = {ratio_base:.1f}", ratio_base <= 12, "<= 12"),
+        (f"ours peak RSS = {ours_rss:.1f} MB", ours_rss <= 40, "<= 40 MB"),
+    ]
+    for text, ok, target in checks:
+        print(f"{text:<40} target {target:<9} {'met' if ok else 'MISSED'}")
+    return 0 if all(ok for _, ok, _ in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,418 @@
+"""The ``credential-process`` command against the local emulator, and its error contract."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rolesanywhere import errors
+from rolesanywhere.cli import main
+from rolesanywhere.client import AsyncRolesAnywhereClient, RolesAnywhereClient
+from rolesanywhere.identity import Identity
+from rolesanywhere.retry import RetryPolicy
+from rolesanywhere.testing.emulator import RolesAnywhereEmulator
+from rolesanywhere.testing.pki import KEY_TYPES, PKI, IssuedCert, KeyFormat, openssl_available
+
+PASSWORD = b"correct horse battery staple"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def pki() -> PKI:
+    return PKI(name="cli tests")
+
+
+@pytest.fixture(scope="module")
+def emulator(pki: PKI) -> Iterator[RolesAnywhereEmulator]:
+    with RolesAnywhereEmulator.for_pki(pki) as emu:
+        yield emu
+
+
+def run(argv: list[str], **env: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        status = main(argv, stdin=io.StringIO(""), stdout=out, stderr=err)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return status, out.getvalue(), err.getvalue()
+
+
+def arns(emu: RolesAnywhereEmulator) -> list[str]:
+    return [
+        "--trust-anchor-arn", emu.trust_anchor_arn,
+        "--profile-arn", emu.profile_arn,
+        "--role-arn", emu.role_arn,
+        "--endpoint", emu.url,
+    ]  # fmt: skip
+
+
+def write_identity(
+    tmp: Path, leaf: IssuedCert, pki: PKI, fmt: KeyFormat = KeyFormat.PKCS8_PEM
+) -> list[str]:
+    password = PASSWORD if fmt.encrypted else None
+    cert = tmp / "cert.pem"
+    key = tmp / f"key.{'pem' if fmt.pem else 'der'}"
+    chain = tmp / "chain.pem"
+    cert.write_bytes(leaf.cert_pem())
+    key.write_bytes(leaf.key_bytes(fmt, password))
+    chain.write_bytes(pki.intermediate.cert_pem())
+    argv = ["--certificate", str(cert), "--private-key", str(key), "--intermediates", str(chain)]
+    if password:
+        argv += ["--pkcs8-password", password.decode()]
+    return argv
+
+
+def assert_credentials(out: str, emu: RolesAnywhereEmulator) -> None:
+    data = json.loads(out)
+    assert list(data) == ["Version", "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration"]
+    assert data["Version"] == 1
+    issued = emu.lookup(data["AccessKeyId"])
+    assert issued is not None
+    assert issued.secret_access_key == data["SecretAccessKey"]
+    assert issued.session_token == data["SessionToken"]
+    assert not out.endswith("\n")
+
+
+def one_line_error(status: int, out: str, err: str) -> str:
+    assert status == 1
+    assert out == ""
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert "Traceback" not in err
+    return err
+
+
+CASES = [
+    (key_type, fmt)
+    for key_type in KEY_TYPES
+    for fmt in KeyFormat.for_key_type(key_type, include_openssl=openssl_available())
+    if key_type != "rsa-4096" or fmt in (KeyFormat.PKCS1_PEM, KeyFormat.PKCS8_ENCRYPTED_DER)
+]
+
+
+@pytest.mark.parametrize(("key_type", "fmt"), CASES, ids=[f"{k}-{f.value}" for k, f in CASES])
+def test_every_key_type_and_format(
+    key_type: str, fmt: KeyFormat, pki: PKI, emulator: RolesAnywhereEmulator, tmp_path: Path
+) -> None:
+    leaf = pki.leaf(key_type)
+    status, out, err = run(
+        ["credential-process", *write_identity(tmp_path, leaf, pki, fmt), *arns(emulator)]
+    )
+    assert status == 0, err
+    assert_credentials(out, emulator)
+    assert emulator.issued[-1].certificate_serial == leaf.certificate.serial_number
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+@pytest.mark.parametrize("key_type", ["rsa-2048", "ec-p384"])
+def test_pkcs12(
+    key_type: str, legacy: bool, pki: PKI, emulator: RolesAnywhereEmulator, tmp_path: Path
+) -> None:
+    leaf = pki.leaf(key_type)
+    bundle = tmp_path / "client.p12"
+    bundle.write_bytes(leaf.pkcs12(PASSWORD, legacy=legacy, chain=[pki.intermediate.certificate]))
+    status, out, err = run(
+        ["credential-process", "--certificate", str(bundle), "--pkcs8-password", PASSWORD.decode(),
+         *arns(emulator)]
+    )  # fmt: skip
+    assert status == 0, err
+    assert_credentials(out, emulator)
+
+
+def test_one_file_with_key_and_certificate(
+    pki: PKI, emulator: RolesAnywhereEmulator, tmp_path: Path
+) -> None:
+    leaf = pki.leaf("ec-p256")
+    combined = tmp_path / "both.pem"
+    combined.write_bytes(leaf.combined_pem(with_chain=True))
+    status, out, err = run(["credential-process", "--certificate", str(combined), *arns(emulator)])
+    assert status == 0, err
+    assert_credentials(out, emulator)
+
+
+def test_password_from_environment(
+    pki: PKI, emulator: RolesAnywhereEmulator, tmp_path: Path
+) -> None:
+    argv = write_identity(tmp_path, pki.leaf("ec-p256"), pki, KeyFormat.PKCS8_ENCRYPTED_PEM)
+    argv = argv[: argv.index("--pkcs8-password")]
+    status, out, err = run(
+        ["credential-process", *argv, *arns(emulator)],
+        ROLESANYWHERE_PKCS8_PASSWORD=PASSWORD.decode(),
+    )
+    assert status == 0, err
+    assert_credentials(out, emulator)
+
+
+def test_expired_certificate(pki: PKI, emulator: RolesAnywhereEmulator, tmp_path: Path) -> None:
+    argv = write_identity(tmp_path, pki.expired_leaf("ec-p256"), pki)
+    err = one_line_error(*run(["credential-process", *argv, *arns(emulator)]))
+    assert "expired" in err and str(tmp_path / "cert.pem") in err
+
+
+def test_not_yet_valid_certificate(
+    pki: PKI, emulator: RolesAnywhereEmulator, tmp_path: Path
+) -> None:
+    argv = write_identity(tmp_path, pki.not_yet_valid_leaf("ec-p256"), pki)
+    err = one_line_error(*run(["credential-process", *argv, *arns(emulator)]))
+    assert "is not valid until" in err
+
+
+def test_untrusted_certificate(pki: PKI, emulator: RolesAnywhereEmulator, tmp_path: Path) -> None:
+    argv = write_identity(tmp_path, pki.untrusted_leaf("ec-p256"), pki)
+    err = one_line_error(*run(["credential-process", *argv, *arns(emulator)]))
+    assert "AccessDeniedException" in err and "Untrusted" in err
+
+
+def test_mismatched_key(pki: PKI, emulator: RolesAnywhereEmulator, tmp_path: Path) -> None:
+    argv = write_identity(tmp_path, pki.leaf("ec-p256"), pki)
+    other = pki.leaf("ec-p384")
+    (tmp_path / "key.pem").write_bytes(other.key_bytes(KeyFormat.PKCS8_PEM))
+    err = one_line_error(*run(["credential-process", *argv, *arns(emulator)]))
+    assert "does not match" in err
+
+
+def test_wrong_password(pki: PKI, emulator: RolesAnywhereEmulator, tmp_path: Path) -> None:
+    argv = write_identity(tmp_path, pki.leaf("rsa-2048"), pki, KeyFormat.PKCS8_ENCRYPTED_PEM)
+    argv[argv.index("--pkcs8-password") + 1] = "not-the-password"
+    err = one_line_error(*run(["credential-process", *argv, *arns(emulator)]))
+    assert "wrong password" in err.lower()
+    assert "not-the-password" not in err
+
+
+def test_encrypted_key_without_password_names_the_flag(
+    pki: PKI, emulator: RolesAnywhereEmulator, tmp_path: Path
+) -> None:
+    argv = write_identity(tmp_path, pki.leaf("ec-p256"), pki, KeyFormat.PKCS8_ENCRYPTED_PEM)
+    argv = argv[: argv.index("--pkcs8-password")]
+    err = one_line_error(*run(["credential-process", *argv, *arns(emulator)]))
+    assert "--pkcs8-password" in err and "ROLESANYWHERE_PKCS8_PASSWORD" in err
+
+
+def test_missing_certificate_flag(emulator: RolesAnywhereEmulator) -> None:
+    err = one_line_error(*run(["credential-process", *arns(emulator)]))
+    assert "unable to use cert store signer" in err and "--certificate" in err
+
+
+def test_missing_certificate_file(emulator: RolesAnywhereEmulator, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pem"
+    err = one_line_error(
+        *run(["credential-process", "--certificate", str(missing), *arns(emulator)])
+    )
+    assert str(missing) in err
+
+
+def test_bad_arn_and_duration_fail_before_network(emulator: RolesAnywhereEmulator) -> None:
+    before = emulator.calls
+    err = one_line_error(
+        *run(["credential-process", "--certificate", "x", *arns(emulator)[:-2],
+              "--session-duration", "60"])
+    )  # fmt: skip
+    assert "--session-duration" in err or "900" in err
+    assert emulator.calls == before
+
+
+def test_unknown_flag_is_one_line(emulator: RolesAnywhereEmulator) -> None:
+    one_line_error(*run(["credential-process", "--frobnicate"]))
+
+
+def test_debug_prints_canonical_request_without_secrets(
+    pki: PKI, emulator: RolesAnywhereEmulator, tmp_path: Path
+) -> None:
+    argv = write_identity(tmp_path, pki.leaf("ec-p256"), pki, KeyFormat.PKCS8_ENCRYPTED_PEM)
+    status, out, err = run(["credential-process", *argv, *arns(emulator), "--debug"])
+    assert status == 0
+    data = json.loads(out)
+    assert "canonical request" in err and "AWS4-X509-ECDSA-SHA256\n" in err
+    assert "/sessions\nprofileArn=" in err
+    for secret in (data["SecretAccessKey"], data["SessionToken"], PASSWORD.decode()):
+        assert secret not in err
+
+
+def test_service_retries_then_succeeds(
+    pki: PKI, emulator: RolesAnywhereEmulator, tmp_path: Path
+) -> None:
+    argv = write_identity(tmp_path, pki.leaf("ec-p256"), pki)
+    emulator.fail_next(2, 500)
+    before = emulator.calls
+    status, out, err = run(["credential-process", *argv, *arns(emulator)])
+    assert status == 0, err
+    assert emulator.calls - before == 3
+    assert_credentials(out, emulator)
+
+
+# --- the library client against the emulator: retries and timeouts --------------------------
+
+FAST = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
+
+
+def client_for(emu: RolesAnywhereEmulator, identity: Identity, cls: type, **kw: object) -> object:
+    return cls(
+        identity,
+        trust_anchor_arn=emu.trust_anchor_arn,
+        profile_arn=emu.profile_arn,
+        role_arn=emu.role_arn,
+        endpoint=emu.url,
+        retry=FAST,
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def identity(pki: PKI) -> Identity:
+    leaf = pki.leaf("ec-p256")
+    return Identity.load(leaf.cert_pem(), leaf.key_bytes(), pki.intermediate.cert_pem())
+
+
+@pytest.mark.parametrize("status", [500, 429])
+def test_sync_client_retries_against_emulator(
+    status: int, emulator: RolesAnywhereEmulator, identity: Identity
+) -> None:
+    emulator.fail_next(2, status)
+    before = emulator.calls
+    with client_for(emulator, identity, RolesAnywhereClient) as client:  # type: ignore[attr-defined]
+        creds = client.create_session()
+        assert client.attempts == 3
+    assert emulator.calls - before == 3
+    assert emulator.lookup(creds.access_key_id) is not None
+
+
+@pytest.mark.parametrize("status", [500, 429])
+def test_async_client_retries_against_emulator(
+    status: int, emulator: RolesAnywhereEmulator, identity: Identity
+) -> None:
+    emulator.fail_next(2, status)
+
+    async def go() -> int:
+        async with client_for(emulator, identity, AsyncRolesAnywhereClient) as client:  # type: ignore[attr-defined]
+            await client.create_session()
+            return int(client.attempts)
+
+    assert asyncio.run(go()) == 3
+
+
+def test_three_failures_give_the_service_error(
+    emulator: RolesAnywhereEmulator, identity: Identity
+) -> None:
+    emulator.fail_next(3, 429)
+    with pytest.raises(errors.ThrottlingError):
+        client_for(emulator, identity, RolesAnywhereClient).create_session()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async", "cli"])
+def test_stalled_server_times_out_within_limit(
+    flavour: str, pki: PKI, identity: Identity, tmp_path: Path
+) -> None:
+    with RolesAnywhereEmulator.for_pki(pki) as emu:
+        emu.delay = 10.0
+        start = time.monotonic()
+        if flavour == "cli":
+            argv = write_identity(tmp_path, pki.leaf("ec-p256"), pki)
+            err = one_line_error(*run(["credential-process", *argv, *arns(emu), "--timeout", "1"]))
+            assert "did not answer within 1 s" in err or "within 1 s" in err
+        elif flavour == "sync":
+            client = client_for(emu, identity, RolesAnywhereClient, timeout=1.0)
+            with pytest.raises(errors.RequestTimeoutError):
+                client.create_session()  # type: ignore[attr-defined]
+        else:
+            client = client_for(emu, identity, AsyncRolesAnywhereClient, timeout=1.0)
+            with pytest.raises(errors.RequestTimeoutError):
+                asyncio.run(client.create_session())  # type: ignore[attr-defined]
+        elapsed = time.monotonic() - start
+    assert 0.9 <= elapsed <= 1.8, elapsed
+
+
+# --- the installed console scripts (real processes) ------------------------------------------
+
+
+def test_console_script_output_is_byte_exact(
+    pki: PKI, emulator: RolesAnywhereEmulator, tmp_path: Path
+) -> None:
+    argv = write_identity(tmp_path, pki.leaf("rsa-2048"), pki)
+    result = subprocess.run(
+        [str(BIN / "aws_signing_helper"), "credential-process", *argv, *arns(emulator)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b""
+    data = json.loads(result.stdout)
+    expected = (
+        f'{{"Version":1,"AccessKeyId":"{data["AccessKeyId"]}",'
+        f'"SecretAccessKey":"{data["SecretAccessKey"]}","SessionToken":"{data["SessionToken"]}",'
+        f'"Expiration":"{data["Expiration"]}"}}'
+    )
+    assert result.stdout == expected.encode()
+
+
+def test_console_script_error_has_no_traceback(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n")
+    result = subprocess.run(
+        [str(BIN / "rolesanywhere"), "credential-process", "--certificate", str(garbage),
+         "--trust-anchor-arn", "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/"
+         "a1b2c3d4-0000-0000-0000-000000000001",
+         "--profile-arn", "arn:aws:rolesanywhere:us-east-1:123456789012:profile/"
+         "a1b2c3d4-0000-0000-0000-000000000002",
+         "--role-arn", "arn:aws:iam::123456789012:role/x"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert b"Traceback" not in result.stderr
+    assert result.stderr.count(b"\n") == 1
+    assert result.stdout == b""
+
+
+def test_version_command() -> None:
+    from rolesanywhere import __version__
+
+    status, out, _ = run(["version"])
+    assert status == 0 and out == f"{__version__}\n"
+
+
+# --- hypothesis: no input makes the CLI print a traceback -------------------------------------
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(content=st.binary(max_size=600), key=st.binary(max_size=300))
+def test_cli_never_tracebacks_on_garbage_files(
+    content: bytes, key: bytes, tmp_path: Path, emulator: RolesAnywhereEmulator
+) -> None:
+    (tmp_path / "c").write_bytes(content)
+    (tmp_path / "k").write_bytes(key)
+    status, out, err = run(
+        ["credential-process", "--certificate", str(tmp_path / "c"),
+         "--private-key", str(tmp_path / "k"), *arns(emulator)]
+    )  # fmt: skip
+    one_line_error(status, out, err)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(max_size=20), max_size=6))
+def test_cli_never_tracebacks_on_random_arguments(argv: list[str]) -> None:
+    status, out, err = run(["credential-process", *argv])
+    assert status in (0, 1)
+    assert "Traceback" not in err
+    if status == 1:
+        assert err.count("\n") == 1
+        assert out == ""
