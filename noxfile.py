@@ -29,4 +29,4 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     session.install("-e", ".[test,bench]")
-    session.run("python", "benchmarks/run_all.py", *session.posargs)
+    session.run("python", "benchmarks/run_all.py")
