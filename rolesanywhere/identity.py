@@ -69,7 +69,19 @@ _NO_KEY = (
 
 # --- PEM and DER scanning ---------------------------------------------------------------------
 
-_PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9][A-Z0-9 #._-]*)-----(.*?)-----END \1-----", re.S)
+_PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9][A-Z0-9 ._]*)-----(.*?)-----END \1-----", re.S)
+_LEGACY_ENCRYPTED = re.compile(rb"Proc-Type:[ \t]*4,[ \t]*ENCRYPTED")
+_DEK_INFO = re.compile(
+    rb"DEK-Info:[ \t]*([A-Za-z0-9-]+)[ \t]*,[ \t]*([0-9A-Fa-f]*)[ \t]*\r?$", re.M
+)
+#: IV sizes of legacy PEM ciphers; a wrong size makes cryptography panic, so check it first.
+_DEK_IV_BYTES = {
+    b"AES-128-CBC": 16,
+    b"AES-192-CBC": 16,
+    b"AES-256-CBC": 16,
+    b"DES-EDE3-CBC": 8,
+    b"DES-CBC": 8,
+}
 _PEM_MARK = b"-----BEGIN "
 _CERT_LABELS = frozenset({"CERTIFICATE", "X509 CERTIFICATE", "X.509 CERTIFICATE"})
 _KEY_LABELS = frozenset(
@@ -258,6 +270,17 @@ def _decrypt_key(
         raise SourceError(_NO_KEY.format(src=label), source=source) from None
 
 
+def _check_dek_info(body: bytes, label: str, source: str) -> None:
+    match = _DEK_INFO.search(body)
+    size = _DEK_IV_BYTES.get(match.group(1).upper()) if match else None
+    if match is None or (size is not None and len(match.group(2)) != 2 * size):
+        raise SourceError(
+            f"private key {label} has a malformed DEK-Info header: export the key again "
+            "(openssl pkcs8 -topk8)",
+            source=source,
+        )
+
+
 def _parse_private_key(data: bytes, password: bytes | None, source: str) -> PrivateKeyTypes:
     label = describe(source)
     if _is_pem(data):
@@ -280,7 +303,10 @@ def _parse_private_key(data: bytes, password: bytes | None, source: str) -> Priv
                 "(openssl pkcs8 -topk8, or ssh-keygen -p -m PKCS8 for OpenSSH keys)",
                 source=source,
             )
-        encrypted = block.label == "ENCRYPTED PRIVATE KEY" or b"ENCRYPTED" in block.body
+        legacy = bool(_LEGACY_ENCRYPTED.search(block.body))
+        if legacy:
+            _check_dek_info(block.body, label, source)
+        encrypted = legacy or block.label == "ENCRYPTED PRIVATE KEY"
         return _decrypt_key(block.text, True, encrypted, password, label, source)
     if _is_pkcs12(data):
         raise SourceError(

@@ -553,6 +553,24 @@ def test_source_errors(tmp_path: Path, pki: PKI) -> None:
         assert info.value.source in (name, str(cert)), info.value.source
 
 
+@pytest.mark.parametrize("password", [None, PASSWORD])
+@pytest.mark.parametrize(
+    "dek_info",
+    [b"AES-256-CBC,CD328E867DA43E9E752568", b"DES-EDE3-CBC,00", b"AES-128-CBC,", None],
+)
+def test_malformed_dek_info(password: bytes | None, dek_info: bytes | None) -> None:
+    # A short IV once made cryptography panic (found by fuzzing): refuse it before decrypting.
+    leaf = leaf_for("ec-p256")
+    good = leaf.key_bytes(KeyFormat.TRADITIONAL_ENCRYPTED_PEM, PASSWORD)
+    line = next(x for x in good.splitlines() if x.startswith(b"DEK-Info:"))
+    bad = good.replace(line + b"\n", b"" if dek_info is None else b"DEK-Info: " + dek_info + b"\n")
+    with pytest.raises(SourceError) as info:
+        load_private_key(bad, password, source="legacy.pem")
+    text = check_message(info.value, names="legacy.pem", secrets=secrets_of(leaf, PASSWORD))
+    assert "malformed DEK-Info header" in text
+    assert info.value.__cause__ is None
+
+
 def test_stdin_errors_name_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sources, "_stdin_data", None)
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"junk")))
