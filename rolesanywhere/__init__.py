@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     )
     from .identity import Identity, IdentityLoader
     from .keys import SigningKey, SoftwareSigningKey
+    from .refresh import RefreshingCredentials
     from .retry import RetryPolicy
     from .session import (
         HttpRequest,
@@ -69,6 +70,7 @@ _EXPORTS: dict[str, str] = {
     "IdentityLoader": "identity",
     "SigningKey": "keys",
     "SoftwareSigningKey": "keys",
+    "RefreshingCredentials": "refresh",
     "RetryPolicy": "retry",
     "HttpRequest": "session",
     "SessionParams": "session",
@@ -118,6 +120,7 @@ __all__ = [
     "KeyMismatchError",
     "NetworkError",
     "PasswordRequiredError",
+    "RefreshingCredentials",
     "RequestTimeoutError",
     "ResourceNotFoundError",
     "RetryPolicy",
