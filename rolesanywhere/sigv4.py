@@ -28,12 +28,15 @@ __all__ = [
     "UNSIGNED_PAYLOAD",
     "amz_date",
     "authorization_value",
+    "canonical_header_value",
     "canonical_headers",
     "canonical_path",
     "canonical_query",
     "canonical_query_from_pairs",
+    "canonical_query_pairs",
     "canonical_request",
     "credential_scope",
+    "encode_path_once",
     "normalize_path",
     "sha256_hex",
     "string_to_sign",
@@ -44,9 +47,10 @@ EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 
-_WHITESPACE_RUN = re.compile(r"\s+")
 _RESERVED_RUN = re.compile(r"[^A-Za-z0-9\-_.~]+")
 _RESERVED_RUN_KEEP_SLASH = re.compile(r"[^A-Za-z0-9\-_.~/]+")
+_UNRESERVED_ONLY = re.compile(r"[A-Za-z0-9\-_.~]*")
+_UNRESERVED_ONLY_OR_SLASH = re.compile(r"[A-Za-z0-9\-_.~/]*")
 _HEX = [f"%{b:02X}" for b in range(256)]
 _AMZ_DATE_CACHE: list[tuple[int, str]] = [(-1, "")]
 
@@ -111,22 +115,58 @@ def canonical_path(path: str, *, normalize: bool = True, double_encode: bool = T
     """The canonical URI of a wire-form (already escaped) path.
 
     With ``double_encode`` every segment is encoded again, so ``%20`` becomes ``%2520`` and a raw
-    space becomes ``%20`` (what every service but S3 expects). With both options off (S3) the wire
-    form is used as it is, with only characters that cannot travel raw encoded.
+    space becomes ``%20`` (what every service but S3 expects). With both options off the wire
+    form is used as it is, with only characters that cannot travel raw encoded (see
+    :func:`encode_path_once` for the strict single encoding S3 expects).
     """
     if not path:
         return "/"
-    if normalize:
+    if normalize and ("//" in path or "/." in path):
+        # Without "//" or "/." an absolute path has no empty or dot segment to remove.
         path = normalize_path(path)
     if double_encode:
         return uri_encode(path, keep_slash=True)
     return quote(path, safe="/%-_.~!$&'()*+,;=:@")
 
 
+def encode_path_once(path: str) -> str:
+    """Single encoding (S3): decode the wire form, then encode all but ``A-Za-z0-9-_.~/``.
+
+    S3 signs the object key, so ``/a b`` and ``/a%20b`` on the wire both give ``/a%20b``, and
+    an escaped slash (``%2F``) is the same key as a bare one.
+    """
+    if not path:
+        return "/"
+    if _UNRESERVED_ONLY_OR_SLASH.fullmatch(path):
+        return path
+    return uri_encode(unquote_to_bytes(path), keep_slash=True)
+
+
 def canonical_query_from_pairs(pairs: Iterable[tuple[str | bytes, str | bytes]]) -> str:
     """Encode decoded ``(key, value)`` pairs and sort them by key, then value."""
-    encoded = sorted((uri_encode(k), uri_encode(v)) for k, v in pairs)
-    return "&".join(f"{k}={v}" for k, v in encoded)
+    encoded = sorted([(uri_encode(k), uri_encode(v)) for k, v in pairs])
+    return "&".join([f"{k}={v}" for k, v in encoded])
+
+
+def canonical_query_pairs(query: str) -> list[tuple[str, str]]:
+    """The encoded ``(key, value)`` pairs of a raw (wire-form) query, in wire order (unsorted).
+
+    Each key and value is percent-decoded, then re-encoded leaving only ``A-Za-z0-9-_.~`` bare
+    (``+`` stays a literal plus, so it becomes ``%2B``). A key without ``=`` gets an empty value;
+    empty parts (``a=1&&b=2``) are skipped.
+    """
+    pairs: list[tuple[str, str]] = []
+    bare = _UNRESERVED_ONLY.fullmatch
+    for part in query.split("&"):
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        if not bare(key):
+            key = uri_encode(unquote_to_bytes(key))
+        if value and not bare(value):
+            value = uri_encode(unquote_to_bytes(value))
+        pairs.append((key, value))
+    return pairs
 
 
 def canonical_query(query: str) -> str:
@@ -137,20 +177,23 @@ def canonical_query(query: str) -> str:
     """
     if not query:
         return ""
-    pairs: list[tuple[bytes, bytes]] = []
-    for part in query.split("&"):
-        if not part:
-            continue
-        key, _, value = part.partition("=")
-        pairs.append((unquote_to_bytes(key), unquote_to_bytes(value)))
-    return canonical_query_from_pairs(pairs)
+    return "&".join([f"{k}={v}" for k, v in sorted(canonical_query_pairs(query))])
 
 
-def _header_value(value: str) -> str:
+def canonical_header_value(value: str) -> str:
+    """Trim a header value and collapse each inner whitespace run to one space.
+
+    Whitespace is what :meth:`str.split` splits on (a folded line's ``\\n`` and indent, tabs,
+    other Unicode spaces), the same rule botocore applies.
+    """
     value = value.strip()
-    if "  " in value or "\t" in value or "\n" in value or "\r" in value:
-        return _WHITESPACE_RUN.sub(" ", value)
+    if "  " in value or not value.isprintable():
+        # Every whitespace character but the ASCII space is non-printable.
+        return " ".join(value.split())
     return value
+
+
+_header_value = canonical_header_value
 
 
 def canonical_headers(
@@ -163,14 +206,16 @@ def canonical_headers(
     Each line of the block ends with ``\\n``.
     """
     wanted = None if signed is None else {name.lower() for name in signed}
-    merged: dict[str, list[str]] = {}
+    merged: dict[str, str] = {}
     for name, value in headers:
         lname = name.lower()
         if wanted is not None and lname not in wanted:
             continue
-        merged.setdefault(lname, []).append(_header_value(value))
+        previous = merged.get(lname)
+        value = canonical_header_value(value)
+        merged[lname] = value if previous is None else f"{previous},{value}"
     names = sorted(merged)
-    block = "".join(f"{name}:{','.join(merged[name])}\n" for name in names)
+    block = "".join([f"{name}:{merged[name]}\n" for name in names])
     return block, ";".join(names)
 
 

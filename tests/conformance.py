@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +72,22 @@ def load_sigv4(case: str) -> tuple[dict[str, Any], RawRequest, Path]:
     folder = require(SIGV4) / case
     context = json.loads((folder / "context.json").read_text())
     return context, parse_request((folder / "request.txt").read_bytes()), folder
+
+
+def sigv4_time(context: dict[str, Any]) -> datetime:
+    """The case's ``timestamp`` as an aware datetime."""
+    return datetime.fromisoformat(str(context["timestamp"]).replace("Z", "+00:00"))
+
+
+def header(request: RawRequest, name: str) -> str:
+    """The first value of header ``name`` (any case)."""
+    wanted = name.lower()
+    for key, value in request.headers:
+        if key.lower() == wanted:
+            return value
+    raise KeyError(name)
+
+
+def request_url(request: RawRequest, scheme: str = "https") -> str:
+    """The absolute URL of a parsed request: its ``Host`` header and request target."""
+    return f"{scheme}://{header(request, 'Host')}{request.target}"

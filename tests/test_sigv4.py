@@ -59,3 +59,92 @@ def test_normalize_path_has_no_dot_segments_or_double_slashes(parts: list[str]) 
     assert result.startswith("/")
     assert "//" not in result
     assert "/./" not in result + "/" and "/../" not in result + "/"
+
+
+# --- properties of the canonicalisation functions ---------------------------------------------
+
+path_text = st.lists(
+    st.sampled_from(["a", "b", ".", "..", "/", "%", "2", "E", " ", "~", ":", "é"]), max_size=16
+).map("".join)
+
+
+@given(path_text)
+def test_normalize_path_is_idempotent(path: str) -> None:
+    once = sigv4.normalize_path("/" + path)
+    assert sigv4.normalize_path(once) == once
+
+
+@given(path_text)
+def test_canonical_path_shortcut_equals_full_normalisation(path: str) -> None:
+    # canonical_path skips normalize_path when there is no "//" or "/.": same result either way.
+    path = "/" + path
+    full = sigv4.uri_encode(sigv4.normalize_path(path), keep_slash=True)
+    assert sigv4.canonical_path(path) == full
+
+
+@given(path_text)
+def test_encode_path_once_is_stable_under_encoding(path: str) -> None:
+    once = sigv4.encode_path_once("/" + path.replace("%", "%25"))
+    assert sigv4.encode_path_once(once) == once
+    assert once == sigv4.uri_encode(("/" + path).encode(), keep_slash=True)
+
+
+def _escape(char: str, lower: bool) -> str:
+    text = "".join(f"%{b:02X}" for b in char.encode())
+    return text.lower() if lower else text
+
+
+@st.composite
+def wire_forms(draw: st.DrawFn, text: str) -> str:
+    """``text`` with each character left raw or escaped (either hex case), at random; the
+    characters that structure a query (``%``, ``&``, ``=``) always escaped."""
+    out = []
+    for char in text:
+        if char in "%&=" or draw(st.booleans()):
+            out.append(_escape(char, draw(st.booleans())))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+@given(st.data(), st.lists(st.tuples(st.text(max_size=6), st.text(max_size=6)), max_size=6))
+def test_canonical_query_is_independent_of_pre_encoding(
+    data: st.DataObject, pairs: list[tuple[str, str]]
+) -> None:
+    wire = "&".join(f"{data.draw(wire_forms(k))}={data.draw(wire_forms(v))}" for k, v in pairs)
+    assert sigv4.canonical_query(wire) == sigv4.canonical_query_from_pairs(pairs)
+
+
+@given(st.text(st.sampled_from(list("ab=&%2F~+ é-_.*")), max_size=24))
+def test_canonical_query_shortcut_equals_decode_and_encode(query: str) -> None:
+    from urllib.parse import unquote_to_bytes
+
+    parts = [p.partition("=") for p in query.split("&") if p]
+    slow = sorted(
+        (sigv4.uri_encode(unquote_to_bytes(k)), sigv4.uri_encode(unquote_to_bytes(v)))
+        for k, _, v in parts
+    )
+    assert sigv4.canonical_query(query) == "&".join(f"{k}={v}" for k, v in slow)
+
+
+header_name = st.text("abcXYZ-", min_size=1, max_size=4)
+header_value = st.text(st.sampled_from(list("ab \t\n,:é\u00a0")), max_size=8)
+
+
+@given(st.data(), st.lists(st.tuples(header_name, header_value), max_size=8))
+def test_canonical_headers_independent_of_order_between_names(
+    data: st.DataObject, headers: list[tuple[str, str]]
+) -> None:
+    # Any order that keeps the values of one name in their relative order gives the same block.
+    names = list(dict.fromkeys(n.lower() for n, _ in headers))
+    order = data.draw(st.permutations(names))
+    shuffled = [h for name in order for h in headers if h[0].lower() == name]
+    assert sigv4.canonical_headers(shuffled) == sigv4.canonical_headers(headers)
+    block, signed = sigv4.canonical_headers(headers)
+    assert signed == ";".join(sorted(names))
+    assert block.count("\n") == len(names)
+
+
+@given(header_value)
+def test_canonical_header_value_trims_and_collapses_whitespace(value: str) -> None:
+    assert sigv4.canonical_header_value(value) == " ".join(value.split())
