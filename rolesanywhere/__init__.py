@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .arn import Arn
+    from .auth import SigV4Auth, UnsignableBodyError
     from .client import AsyncRolesAnywhereClient, ClientConfig, IdentitySource, RolesAnywhereClient
     from .credentials import Credentials
     from .endpoints import Endpoint, resolve_endpoint
@@ -59,6 +60,8 @@ __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
     "Arn": "arn",
+    "SigV4Auth": "auth",
+    "UnsignableBodyError": "auth",
     "AsyncRolesAnywhereClient": "client",
     "ClientConfig": "client",
     "IdentitySource": "client",
@@ -129,11 +132,13 @@ __all__ = [
     "ServiceError",
     "ServiceValidationError",
     "SessionParams",
+    "SigV4Auth",
     "SignedRequest",
     "SigningKey",
     "SoftwareSigningKey",
     "SourceError",
     "ThrottlingError",
+    "UnsignableBodyError",
     "UnsupportedKeyError",
     "WrongPasswordError",
     "__version__",

@@ -1,0 +1,287 @@
+"""``SigV4Auth``: an ``httpx.Auth`` that signs every request with auto-refreshing credentials.
+
+One sans-I/O flow (:meth:`SigV4Auth._flow`) decides what happens; the sync and async drivers only
+fetch credentials (``get`` / ``aget``) and read error bodies. It serves ``httpx.Client`` and
+``httpx.AsyncClient`` alike::
+
+    auth = rolesanywhere.SigV4Auth.from_roles_anywhere(
+        certificate="client.pem", private_key="client.key",
+        trust_anchor_arn=..., profile_arn=..., role_arn=..., service="osis",
+    )
+    httpx.post("https://pipe-abc.us-east-1.osis.amazonaws.com/log/ingest", json=[...], auth=auth)
+
+Bodies: bytes are hashed. A streamed body is hashed incrementally when it can be replayed (a
+seekable file: it is read once for the hash, rewound, and sent); otherwise it is signed as
+``UNSIGNED-PAYLOAD`` when ``unsigned_payload=True`` allowed it, and refused with
+:class:`UnsignableBodyError` when not. A 401 or 403 saying that the token expired or the
+signature is stale invalidates the credentials, re-signs with fresh ones and retries once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import AsyncGenerator, Generator, Iterable
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+
+import httpx
+
+from .credentials import Credentials
+from .endpoints import partition_for_region
+from .errors import InvalidParameterError, RolesAnywhereError
+from .refresh import RefreshingCredentials
+from .signer import UNSIGNED_PAYLOAD, sign
+
+if TYPE_CHECKING:
+    from .client import AsyncRolesAnywhereClient, RolesAnywhereClient
+    from .refresh import CredentialSource
+
+__all__ = ["SigV4Auth", "UnsignableBodyError", "region_from_host"]
+
+_CHUNK = 1 << 16
+#: What a 401/403 says when the credentials, not the request, are the problem.
+_STALE = re.compile(
+    rb"expiredtoken|token[^.\n]{0,40}expired|expired[^.\n]{0,40}token|signature expired"
+    rb"|request has expired|signature[^.\n]{0,20}(?:not yet current|is now earlier)",
+    re.IGNORECASE,
+)
+_STALE_TYPES = ("expiredtoken", "expiredtokenexception", "invalidsignatureexception")
+
+
+class UnsignableBodyError(RolesAnywhereError):
+    """The body is a one-shot stream: it can neither be hashed and replayed nor sent unsigned."""
+
+
+def region_from_host(host: str) -> str | None:
+    """The AWS region named in a standard host name, or ``None``.
+
+    ``pipe-abc.us-east-1.osis.amazonaws.com`` → ``us-east-1``; likewise
+    ``sqs.eu-west-1.amazonaws.com``, ``s3.dualstack.ap-south-1.amazonaws.com`` or
+    ``x.aoss.cn-north-1.amazonaws.com.cn``: the last label that is a known region format.
+    """
+    for label in reversed(host.lower().rstrip(".").split(".")):
+        try:
+            partition_for_region(label)
+        except InvalidParameterError:
+            continue
+        return label
+    return None
+
+
+def _seekable_file(request: httpx.Request) -> BinaryIO | None:
+    """The file behind a streamed body, when it can be rewound (httpx wraps it unchanged)."""
+    inner = getattr(request.stream, "_stream", None)
+    seekable = getattr(inner, "seekable", None)
+    if inner is not None and callable(seekable) and seekable() and hasattr(inner, "read"):
+        return cast("BinaryIO", inner)
+    return None
+
+
+def _hash_file(file: BinaryIO) -> str:
+    """SHA-256 of the rest of ``file``, read in chunks; the position is restored."""
+    start = file.tell()
+    digest = hashlib.sha256()
+    while chunk := file.read(_CHUNK):
+        digest.update(chunk)
+    file.seek(start)
+    return digest.hexdigest()
+
+
+def _says_stale(response: httpx.Response) -> bool:
+    if response.status_code not in (401, 403):
+        return False
+    error_type = response.headers.get("x-amzn-errortype", "").split(":", 1)[0].lower()
+    if error_type in _STALE_TYPES:
+        return True
+    return bool(_STALE.search(response.content[:4096]))
+
+
+class _NeedCredentials:
+    """Yielded by the flow when it wants credentials (the drivers fetch them)."""
+
+    def __init__(self, stale: Credentials | None) -> None:
+        self.stale = stale
+
+
+class SigV4Auth(httpx.Auth):
+    """Sign httpx requests with SigV4 (``AWS4-HMAC-SHA256``).
+
+    ``credentials``: static :class:`Credentials`, a :class:`RefreshingCredentials`, a
+    :class:`RolesAnywhereClient` / :class:`AsyncRolesAnywhereClient`, or any sync or async
+    callable returning :class:`Credentials` (wrapped in a :class:`RefreshingCredentials`).
+    ``region``: inferred from standard AWS and OSIS host names when omitted.
+    """
+
+    def __init__(
+        self,
+        credentials: Credentials
+        | RefreshingCredentials
+        | RolesAnywhereClient
+        | AsyncRolesAnywhereClient
+        | CredentialSource,
+        *,
+        service: str,
+        region: str | None = None,
+        unsigned_payload: bool = False,
+        content_sha256: bool | None = None,
+        also_sign: Iterable[str] = (),
+        retry_on_stale: bool = True,
+    ) -> None:
+        if isinstance(credentials, RefreshingCredentials):
+            self.credentials = credentials
+        else:
+            self.credentials = RefreshingCredentials(credentials)
+        if not service:
+            raise InvalidParameterError("SigV4Auth needs a service name, e.g. service='osis'")
+        self.service = service
+        self.region = region
+        self.unsigned_payload = unsigned_payload
+        self.content_sha256 = content_sha256
+        self.also_sign = tuple(also_sign)
+        self.retry_on_stale = retry_on_stale
+        #: How many requests were re-signed and retried after a stale-credentials answer.
+        self.retries = 0
+
+    @classmethod
+    def from_roles_anywhere(
+        cls,
+        *,
+        certificate: Any,
+        private_key: Any = None,
+        intermediates: Any = None,
+        password: str | bytes | None = None,
+        trust_anchor_arn: str,
+        profile_arn: str,
+        role_arn: str,
+        service: str,
+        region: str | None = None,
+        duration_seconds: int = 3600,
+        role_session_name: str | None = None,
+        endpoint: str | None = None,
+        **options: Any,
+    ) -> SigV4Auth:
+        """Everything from a certificate and the three ARNs, in one call.
+
+        The identity files are watched (rotation needs no restart); credentials refresh ahead of
+        expiry. ``region`` is the signing region of the target service (inferred from the host
+        when omitted); Roles Anywhere's own region comes from the trust anchor's ARN.
+        ``options`` go to :class:`SigV4Auth`.
+        """
+        from .client import RolesAnywhereClient
+        from .identity import IdentityLoader
+
+        client = RolesAnywhereClient(
+            IdentityLoader(certificate, private_key, intermediates, password),
+            trust_anchor_arn=trust_anchor_arn,
+            profile_arn=profile_arn,
+            role_arn=role_arn,
+            duration_seconds=duration_seconds,
+            role_session_name=role_session_name,
+            endpoint=endpoint,
+        )
+        return cls(client, service=service, region=region, **options)
+
+    def __repr__(self) -> str:
+        return f"SigV4Auth(service={self.service!r}, region={self.region!r})"
+
+    # --- the sans-I/O flow ---------------------------------------------------------------------
+
+    def _payload(self, request: httpx.Request) -> tuple[str | None, BinaryIO | None, int]:
+        """``(hash to sign or None to hash the content, file to rewind, its start)``."""
+        if isinstance(request.stream, httpx.ByteStream) or hasattr(request, "_content"):
+            return None, None, 0
+        file = _seekable_file(request)
+        if file is not None:
+            return _hash_file(file), file, file.tell()
+        if self.unsigned_payload:
+            return UNSIGNED_PAYLOAD, None, 0
+        raise UnsignableBodyError(
+            "cannot sign a one-shot streamed body: pass bytes or a seekable file, or allow "
+            "SigV4Auth(..., unsigned_payload=True) if the service accepts UNSIGNED-PAYLOAD"
+        )
+
+    def _sign(self, request: httpx.Request, credentials: Credentials, payload: str | None) -> None:
+        region = self.region or region_from_host(request.url.host)
+        if region is None:
+            raise InvalidParameterError(
+                f"cannot tell the AWS region from host {request.url.host!r}: "
+                "pass SigV4Auth(..., region='us-east-1')"
+            )
+        signed = sign(
+            request.method,
+            str(request.url),
+            request.headers.multi_items(),
+            b"" if payload is not None else request.content,
+            credentials=credentials,
+            service=self.service,
+            region=region,
+            payload_hash=payload,
+            # the server cannot know a streamed body's hash, nor UNSIGNED-PAYLOAD, unless told
+            content_sha256=True if payload is not None else self.content_sha256,
+            also_sign=self.also_sign,
+        )
+        for name, value in signed.headers:
+            request.headers[name] = value
+
+    def _flow(
+        self, request: httpx.Request
+    ) -> Generator[_NeedCredentials | httpx.Request, Credentials | httpx.Response, None]:
+        payload, file, start = self._payload(request)
+        credentials = yield _NeedCredentials(None)
+        assert isinstance(credentials, Credentials)
+        self._sign(request, credentials, payload)
+        response = yield request
+        assert isinstance(response, httpx.Response)
+        if not (self.retry_on_stale and _says_stale(response)):
+            return
+        if payload == UNSIGNED_PAYLOAD:
+            return  # a one-shot stream was consumed by the first attempt
+        if file is not None:
+            file.seek(start)
+        self.retries += 1
+        credentials = yield _NeedCredentials(credentials)
+        assert isinstance(credentials, Credentials)
+        self._sign(request, credentials, payload)
+        yield request
+
+    # --- drivers --------------------------------------------------------------------------------
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        flow = self._flow(request)
+        step = next(flow)
+        while True:
+            sent: Credentials | httpx.Response
+            if isinstance(step, _NeedCredentials):
+                if step.stale is not None:
+                    self.credentials.invalidate(step.stale)
+                sent = self.credentials.get()
+            else:
+                sent = yield step
+                if sent.status_code in (401, 403):
+                    sent.read()
+            try:
+                step = flow.send(sent)
+            except StopIteration:
+                return
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        flow = self._flow(request)
+        step = next(flow)
+        while True:
+            sent: Credentials | httpx.Response
+            if isinstance(step, _NeedCredentials):
+                if step.stale is not None:
+                    self.credentials.invalidate(step.stale)
+                sent = await self.credentials.aget()
+            else:
+                sent = yield step
+                if sent.status_code in (401, 403):
+                    await sent.aread()
+            try:
+                step = flow.send(sent)
+            except StopIteration:
+                return
