@@ -8,6 +8,7 @@ import hmac
 import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +16,8 @@ import pytest
 from rolesanywhere import errors, sigv4
 from rolesanywhere.auth import SigV4Auth, UnsignableBodyError, region_from_host
 from rolesanywhere.credentials import Credentials
+from rolesanywhere.testing.emulator import RolesAnywhereEmulator
+from rolesanywhere.testing.pki import PKI
 
 OSIS = "https://pipe-abc123.us-east-1.osis.amazonaws.com/log/ingest"
 
@@ -257,3 +260,35 @@ def test_repr_has_no_secret() -> None:
     auth = SigV4Auth(creds(3), service="osis")
     assert "secret-3" not in repr(auth) and "token-3" not in repr(auth)
     assert sigv4.EMPTY_SHA256  # the module is importable alongside
+
+
+def test_from_roles_anywhere_one_liner(
+    rolesanywhere_pki: PKI, rolesanywhere_emulator: RolesAnywhereEmulator, tmp_path: Path
+) -> None:
+    leaf = rolesanywhere_pki.leaf("ec-p384")
+    cert, key = leaf.write(tmp_path, "client")
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(rolesanywhere_pki.intermediate.cert_pem())
+    emu = rolesanywhere_emulator
+    auth = SigV4Auth.from_roles_anywhere(
+        certificate=str(cert),
+        private_key=str(key),
+        intermediates=str(chain),
+        trust_anchor_arn=emu.trust_anchor_arn,
+        profile_arn=emu.profile_arn,
+        role_arn=emu.role_arn,
+        endpoint=emu.url,
+        service="osis",
+    )
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["x-amz-security-token"])
+        return httpx.Response(200)
+
+    with httpx.Client(transport=httpx.MockTransport(handler), auth=auth) as client:
+        for _ in range(3):
+            client.post(OSIS, content=b"[]")
+    assert emu.calls == 1
+    issued = emu.issued[0]
+    assert seen == [issued.session_token] * 3
