@@ -88,6 +88,11 @@ def main() -> int:
                 str(BIN / "aws_signing_helper"), "credential-process", *common,
                 "--endpoint", emu.url,
             ],
+            "python floor (see floor_helper)": [
+                sys.executable, str(HERE / "floor_helper.py"),
+                "--certificate", str(cert), "--private-key", str(key),
+                "--endpoint", emu.endpoint_host, "--ca-bundle", ca,
+            ],
             "iam-rolesanywhere-session": [
                 sys.executable, str(HERE / "peer_helper.py"), *common,
                 "--endpoint", emu.endpoint_host, "--ca-bundle", ca,
@@ -102,7 +107,7 @@ def main() -> int:
 
     medians = {n: statistics.median(w for w, _ in r) for n, r in results.items()}
     rss = {n: max(m for _, m in r) for n, r in results.items()}
-    base, ours, peer = (medians[n] for n in commands)
+    base, ours, floor, peer = (medians[n] for n in commands)
     print(
         f"cold credential-process, {args.runs} runs each (median wall, max peak RSS), TLS loopback"
     )
@@ -110,6 +115,10 @@ def main() -> int:
     for name in commands:
         print(f"{name:<28} {medians[name] * 1000:>10.1f} {rss[name]:>12.1f}")
     ratio_peer, ratio_base = ours / peer, ours / base
+    print(
+        f"floor / peer = {floor / peer:.2f}: no Python credential-process that imports "
+        "cryptography and ssl can start faster than the floor row"
+    )
     ours_rss = rss["rolesanywhere (ours)"]
     checks = [
         (f"ours / peer = {ratio_peer:.2f}", ratio_peer <= 0.35, "<= 0.35"),

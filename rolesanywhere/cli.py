@@ -85,7 +85,23 @@ def _add_identity_flags(parser: argparse.ArgumentParser) -> None:
     add("--timeout", type=float, default=30.0, help=argparse.SUPPRESS)
 
 
-def _build_parser(prog: str) -> _Parser:
+def _add_demo_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--key-type", default="ec-p256", help="leaf key type (default ec-p256)")
+
+
+#: Subcommands: name -> (help, function adding its flags). Only the one being run is configured,
+#: so a cold ``credential-process`` does not pay for every other command's flags.
+_SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None] | None]] = {
+    "credential-process": (
+        "print credentials as the AWS SDKs' credential_process expects",
+        _add_identity_flags,
+    ),
+    "version": ("print the version", None),
+    "demo": ("run the whole flow offline against local emulators", _add_demo_flags),
+}
+
+
+def _build_parser(prog: str, argv: Sequence[str]) -> _Parser:
     parser = _Parser(
         prog=prog,
         formatter_class=_Formatter,
@@ -93,19 +109,11 @@ def _build_parser(prog: str) -> _Parser:
         "(IAM Roles Anywhere); a drop-in for aws_signing_helper.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    cp = sub.add_parser(
-        "credential-process",
-        help="print credentials as the AWS SDKs' credential_process expects",
-        formatter_class=_Formatter,
-    )
-    _add_identity_flags(cp)
-    sub.add_parser("version", help="print the version", formatter_class=_Formatter)
-    demo = sub.add_parser(
-        "demo",
-        help="run the whole flow offline against local emulators",
-        formatter_class=_Formatter,
-    )
-    demo.add_argument("--key-type", default="ec-p256", help="leaf key type (default ec-p256)")
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    for name, (text, add_flags) in _SUBCOMMANDS.items():
+        command = sub.add_parser(name, help=text, formatter_class=_Formatter)
+        if add_flags is not None and name == wanted:
+            add_flags(command)
     return parser
 
 
@@ -213,14 +221,15 @@ def main(
     stderr = stderr or sys.stderr
     prog = "aws_signing_helper" if sys.argv and "signing" in sys.argv[0] else "rolesanywhere"
     try:
-        args = _build_parser(prog).parse_args(argv)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        args = _build_parser(prog, argv).parse_args(argv)
         if args.command == "version":
             from . import __version__
 
             print(__version__, file=stdout)
             return 0
         if args.command is None:
-            _build_parser(prog).print_help(stdout)
+            _build_parser(prog, argv).print_help(stdout)
             return 0
         return _COMMANDS[args.command](args, stdin, stdout, stderr)
     except UsageError as exc:
