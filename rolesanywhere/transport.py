@@ -12,7 +12,7 @@ import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -96,56 +96,74 @@ def _detail(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _httpx_options(verify: bool | ssl.SSLContext, trust_env: bool) -> dict[str, object]:
-    return {
-        "verify": verify,
-        "trust_env": trust_env,
-        "headers": {"User-Agent": USER_AGENT},
-        "follow_redirects": False,
-    }
-
-
 def _httpx_failure(exc: Exception) -> TransportFailure:
     import httpx
 
     return TransportFailure(_detail(exc), timed_out=isinstance(exc, httpx.TimeoutException))
 
 
-class HttpxTransport:
-    """Synchronous transport over a (lazily created) ``httpx.Client``."""
+_C = TypeVar("_C", "httpx.Client", "httpx.AsyncClient")
+
+
+class _HttpxBase(Generic[_C]):
+    """What the sync and async httpx transports share: options, request building, answers."""
 
     def __init__(
         self,
         *,
         verify: bool | ssl.SSLContext = True,
         trust_env: bool = True,
-        client: httpx.Client | None = None,
+        client: _C | None = None,
     ) -> None:
         self._verify = verify
         self._trust_env = trust_env
-        self._client = client
+        self._client: _C | None = client
 
-    def _http(self) -> httpx.Client:
-        if self._client is None:
-            import httpx
+    def _options(self) -> dict[str, Any]:
+        return {
+            "verify": self._verify,
+            "trust_env": self._trust_env,
+            "headers": {"User-Agent": USER_AGENT},
+            "follow_redirects": False,
+        }
 
-            self._client = httpx.Client(**_httpx_options(self._verify, self._trust_env))  # type: ignore[arg-type]
-        return self._client
+    @staticmethod
+    def _build(
+        client: httpx.Client | httpx.AsyncClient,
+        request: HttpRequest,
+        timeout: float,
+        connect_timeout: float,
+    ) -> httpx.Request:
+        import httpx
+
+        return client.build_request(
+            request.method,
+            request.url,
+            headers=list(request.headers),
+            content=request.body,
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+        )
+
+    @staticmethod
+    def _answer(response: httpx.Response) -> Answer:
+        return Answer(response.status_code, tuple(response.headers.multi_items()), response.content)
+
+
+class HttpxTransport(_HttpxBase["httpx.Client"]):
+    """Synchronous transport over a (lazily created) ``httpx.Client``."""
 
     def send(self, request: HttpRequest, *, timeout: float, connect_timeout: float) -> Answer:
         import httpx
 
+        if self._client is None:
+            self._client = httpx.Client(**self._options())
         try:
-            response = self._http().request(
-                request.method,
-                request.url,
-                headers=list(request.headers),
-                content=request.body,
-                timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            response = self._client.send(
+                self._build(self._client, request, timeout, connect_timeout)
             )
         except httpx.TransportError as exc:
             raise _httpx_failure(exc) from None
-        return Answer(response.status_code, tuple(response.headers.multi_items()), response.content)
+        return self._answer(response)
 
     def close(self) -> None:
         if self._client is not None:
@@ -153,41 +171,20 @@ class HttpxTransport:
             self._client = None
 
 
-class AsyncHttpxTransport:
+class AsyncHttpxTransport(_HttpxBase["httpx.AsyncClient"]):
     """Asynchronous transport over a (lazily created) ``httpx.AsyncClient``."""
-
-    def __init__(
-        self,
-        *,
-        verify: bool | ssl.SSLContext = True,
-        trust_env: bool = True,
-        client: httpx.AsyncClient | None = None,
-    ) -> None:
-        self._verify = verify
-        self._trust_env = trust_env
-        self._client = client
-
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            import httpx
-
-            self._client = httpx.AsyncClient(**_httpx_options(self._verify, self._trust_env))  # type: ignore[arg-type]
-        return self._client
 
     async def send(self, request: HttpRequest, *, timeout: float, connect_timeout: float) -> Answer:
         import httpx
 
+        if self._client is None:
+            self._client = httpx.AsyncClient(**self._options())
+        built = self._build(self._client, request, timeout, connect_timeout)
         try:
-            response = await self._http().request(
-                request.method,
-                request.url,
-                headers=list(request.headers),
-                content=request.body,
-                timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            )
+            response = await self._client.send(built)
         except httpx.TransportError as exc:
             raise _httpx_failure(exc) from None
-        return Answer(response.status_code, tuple(response.headers.multi_items()), response.content)
+        return self._answer(response)
 
     async def aclose(self) -> None:
         if self._client is not None:
