@@ -67,3 +67,50 @@ def rolesanywhere_tls_emulator(
     emulator.ca_bundle = rolesanywhere_ca_bundle
     with emulator:
         yield emulator
+
+
+# --- OpenSearch Ingestion emulator (rolesanywhere.testing.osis) ----------------------------------
+#
+# - ``rolesanywhere_osis``: a started plain-HTTP OSIS pipeline endpoint (path ``/log/ingest``,
+#   region ``us-east-1``) verifying SigV4 against ``rolesanywhere_emulator``'s issued credentials,
+#   storing into an in-memory SQLite database; closed after the test.
+# - ``rolesanywhere_tls_osis``: the same over HTTPS (``pki.server_cert()``); ``.ca_bundle`` is
+#   the CA bundle path.
+
+if TYPE_CHECKING:
+    from .osis import OsisEmulator
+
+__all__ += ["rolesanywhere_osis", "rolesanywhere_tls_osis"]
+
+
+@pytest.fixture
+def rolesanywhere_osis(
+    rolesanywhere_emulator: RolesAnywhereEmulator,
+) -> Iterator[OsisEmulator]:
+    """A started OSIS endpoint checking signatures against ``rolesanywhere_emulator``."""
+    from .osis import OsisEmulator
+
+    with OsisEmulator(
+        credentials=rolesanywhere_emulator, region=rolesanywhere_emulator.region
+    ) as osis:
+        yield osis
+
+
+@pytest.fixture
+def rolesanywhere_tls_osis(
+    rolesanywhere_pki: PKI,
+    rolesanywhere_ca_bundle: str,
+    rolesanywhere_emulator: RolesAnywhereEmulator,
+) -> Iterator[OsisEmulator]:
+    """Like ``rolesanywhere_osis`` over HTTPS; ``.ca_bundle`` verifies its certificate."""
+    from .osis import OsisEmulator
+
+    osis = OsisEmulator(
+        credentials=rolesanywhere_emulator,
+        region=rolesanywhere_emulator.region,
+        tls=rolesanywhere_pki.server_cert(),
+    )
+    osis.ca_bundle = rolesanywhere_ca_bundle
+    osis.tls_ca_pem = rolesanywhere_pki.trust_anchor_pem()
+    with osis:
+        yield osis
