@@ -99,8 +99,25 @@ def _says_stale(response: httpx.Response) -> bool:
 class _NeedCredentials:
     """Yielded by the flow when it wants credentials (the drivers fetch them)."""
 
+    __slots__ = ("stale",)
+
     def __init__(self, stale: Credentials | None) -> None:
         self.stale = stale
+
+
+_FIRST_CREDENTIALS = _NeedCredentials(None)
+
+
+def _header_pairs(request: httpx.Request) -> list[tuple[str, str]]:
+    """The request's headers as ``str`` pairs, decoded once (cheaper than ``multi_items()``)."""
+    pairs = []
+    for name, value in request.headers.raw:
+        try:
+            text = value.decode()
+        except UnicodeDecodeError:
+            text = value.decode("latin-1")
+        pairs.append((name.decode("latin-1"), text))
+    return pairs
 
 
 class SigV4Auth(httpx.Auth):
@@ -210,7 +227,7 @@ class SigV4Auth(httpx.Auth):
         signed = sign(
             request.method,
             str(request.url),
-            request.headers.multi_items(),
+            _header_pairs(request),
             b"" if payload is not None else request.content,
             credentials=credentials,
             service=self.service,
@@ -227,7 +244,7 @@ class SigV4Auth(httpx.Auth):
         self, request: httpx.Request
     ) -> Generator[_NeedCredentials | httpx.Request, Credentials | httpx.Response, None]:
         payload, file, start = self._payload(request)
-        credentials = yield _NeedCredentials(None)
+        credentials = yield _FIRST_CREDENTIALS
         assert isinstance(credentials, Credentials)
         self._sign(request, credentials, payload)
         response = yield request

@@ -181,6 +181,14 @@ class _LoopThread:
             thread.join(timeout=5)
 
 
+def _hand_out_until(credentials: Credentials, margin: float) -> datetime:
+    """The instant from which ``credentials`` need a look under the lock (``margin`` s before
+    expiry): before it, callers take them without locking."""
+    if credentials.expiration is None:
+        return datetime.max.replace(tzinfo=UTC)
+    return credentials.expiration - timedelta(seconds=margin)
+
+
 @dataclass(slots=True)
 class _Plan:
     """What one caller does: hand out ``credentials``, ``wait`` for a refresh, or ``lead`` one."""
@@ -241,6 +249,10 @@ class RefreshingCredentials:
         self._current: Credentials | None = source if isinstance(source, Credentials) else None
         self._windows = refresh_windows(math.inf)
         self._invalidated = False
+        #: (credentials, until when they may be handed out without the lock): the common case.
+        self._fast: tuple[Credentials, datetime] | None = None
+        if isinstance(source, Credentials):
+            self._fast = (source, _hand_out_until(source, MIN_REMAINING))
         self._inflight: concurrent.futures.Future[Credentials] | None = None
         self._next_advisory: datetime | None = None
         self._streak = 0
@@ -271,6 +283,9 @@ class RefreshingCredentials:
 
         Raises whatever the source raised when a mandatory refresh fails.
         """
+        fast = self._fast
+        if fast is not None and self._clock() < fast[1]:
+            return fast[0]
         plan = self._plan()
         if plan.lead is not None:
             if self._async_fn is not None:
@@ -291,6 +306,9 @@ class RefreshingCredentials:
 
     async def aget(self) -> Credentials:
         """The awaitable twin of :meth:`get`: never blocks the event loop on a refresh."""
+        fast = self._fast
+        if fast is not None and self._clock() < fast[1]:
+            return fast[0]
         import asyncio
 
         plan = self._plan()
@@ -323,6 +341,7 @@ class RefreshingCredentials:
             if credentials is not None and credentials.access_key_id != current.access_key_id:
                 return False
             self._invalidated = True
+            self._fast = None
             return True
 
     @property
@@ -533,6 +552,7 @@ class RefreshingCredentials:
             if fresh is not None:
                 self._current = fresh
                 self._windows = refresh_windows(fresh.seconds_left(now))
+                self._fast = (fresh, _hand_out_until(fresh, self._windows.advisory))
                 self._invalidated = False
                 self._next_advisory = None
                 self._streak = 0
