@@ -20,10 +20,12 @@ Use::
 API
 ---
 ``Tailer(patterns, *, state_dir, read_from_head=False, refresh_interval=60.0, rotate_wait=5.0,
-max_line_bytes=32768, long_lines="split", synchronous="NORMAL", clock=time.monotonic)``
+max_line_bytes=32768, long_lines="split", synchronous="NORMAL", clock=time.monotonic, exclude=())``
     ``patterns``: one glob or a sequence of globs (``**`` recurses); relative ones are made
-    absolute. ``state_dir`` holds ``positions.db`` (created with mode 0700) and a lock file: two
-    tailers cannot share one ``state_dir``. The constructor scans the patterns once.
+    absolute; a file whose path or base name matches a shell pattern in ``exclude`` is skipped
+    (Fluent Bit's ``Exclude_Path``). ``state_dir`` holds ``positions.db`` (created with mode
+    0700) and a lock file: two tailers cannot share one ``state_dir``. The constructor scans
+    the patterns once.
 ``poll(max_bytes=1 << 20) -> list[Chunk]``
     Reads what is available now and returns chunks covering at most ``max_bytes`` plus one
     held line per file (reads are at most 1 MiB each, files are served round robin); ``[]``
@@ -120,6 +122,7 @@ POSIX only (``fcntl`` lock, inode numbers, ``/proc/self/fd`` for renamed paths o
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import glob
 import hashlib
 import json
@@ -361,10 +364,13 @@ class Tailer:
         long_lines: Literal["split", "truncate"] = "split",
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         clock: Callable[[], float] = time.monotonic,
+        exclude: Sequence[str] = (),
     ) -> None:
         if isinstance(patterns, str | os.PathLike):
             patterns = [patterns]
         self._patterns = [os.path.abspath(os.fspath(p)) for p in patterns]
+        #: Paths (or base names) matching one of these shell patterns are never read.
+        self._exclude = tuple(exclude)
         if not self._patterns:
             raise ValueError("Tailer needs at least one glob pattern, e.g. '/var/log/*.log'")
         if not refresh_interval >= 0:
@@ -829,6 +835,11 @@ class Tailer:
             keys.add((st.st_dev, st.st_ino))
         return keys
 
+    def _excluded(self, path: str) -> bool:
+        """Whether ``path`` matches an exclusion (like Fluent Bit's ``Exclude_Path``)."""
+        name = os.path.basename(path)
+        return any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(name, p) for p in self._exclude)
+
     def _scan(self, now: float, *, initial: bool = False, first_run: bool = False) -> set[_Key]:
         """Glob the patterns, open new files, notice files gone; returns the keys found."""
         self._next_scan = now + self._refresh
@@ -836,6 +847,8 @@ class Tailer:
         found: dict[_Key, str] = {}
         for pattern in self._patterns:
             for path in sorted(glob.glob(pattern, recursive=True)):
+                if self._excluded(path):
+                    continue
                 try:
                     st = os.stat(path)
                 except OSError:

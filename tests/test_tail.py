@@ -114,6 +114,15 @@ def test_existing_file_read_from_head_on_request(tmp_path: Path, clock: FakeCloc
         assert chunks[0].path == str(tmp_path / "app.log")
 
 
+def test_excluded_paths_are_never_read(tmp_path: Path, clock: FakeClock) -> None:
+    (tmp_path / "app.log").write_bytes(b"keep\n")
+    (tmp_path / "debug.log").write_bytes(b"skip by name\n")
+    (tmp_path / "old.gz.log").write_bytes(b"skip by path\n")
+    exclude = ["debug.*", str(tmp_path / "*.gz.log")]
+    with make_tailer(tmp_path, clock, read_from_head=True, exclude=exclude) as t:
+        assert lines_of(drain(t)) == [b"keep"]
+
+
 def test_partial_line_is_held_until_completed(tmp_path: Path, clock: FakeClock) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(b"")
