@@ -29,37 +29,31 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import re
 import secrets
-import socket
-import ssl
 import string
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 
 from .. import sigv4
 from ..credentials import format_expiration
 from ..endpoints import partition_for_region
 from ..errors import UnsupportedKeyError
 from ..keys import ALGORITHM_ECDSA, ALGORITHM_RSA, algorithm_for_public_key, verify_signature
+from ._server import Answer, ServedEmulator, authorization_parameters, clock_skew_error, origin_form
 from .pki import IssuedCert
 
 if TYPE_CHECKING:
+    from ._server import Handler
     from .pki import PKI
 
 __all__ = [
@@ -174,11 +168,7 @@ class Role:
     role_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
+_Answer = Answer
 
 
 class _Reject(Exception):
@@ -224,13 +214,17 @@ class _Verified:
 # --- the emulator --------------------------------------------------------------------------------
 
 
-class RolesAnywhereEmulator:
+class RolesAnywhereEmulator(ServedEmulator):
     """IAM Roles Anywhere CreateSession on ``127.0.0.1``, plain HTTP or TLS.
 
     ``clock`` returns the current time (timezone-aware) and is read for every request; tests may
     replace :attr:`clock` at any time. Configure with :meth:`add_trust_anchor`, :meth:`add_role`,
     :meth:`add_profile` (before or after :meth:`start`), or use :meth:`for_pki`.
     """
+
+    _LABEL = "emulator"
+    _THREAD_NAME = "rolesanywhere-emulator"
+    _CA_FILE = "emulator-ca.pem"
 
     def __init__(
         self,
@@ -241,18 +235,13 @@ class RolesAnywhereEmulator:
         account_id: str = DEFAULT_ACCOUNT_ID,
         host: str = "127.0.0.1",
     ) -> None:
+        super().__init__(host, tls)
         self.region = region
         self.partition = partition_for_region(region).name
         self.account_id = account_id
-        self.host = host
         self.clock: Callable[[], datetime] = clock or _utcnow
         #: Seconds to wait before answering each request (a stalled server); ``stop`` cuts it short.
         self.delay: float = 0.0
-        #: A PEM file that verifies the TLS certificate (set by :meth:`write_ca_bundle`).
-        self.ca_bundle: str | None = None
-        #: PEM of the CA that issued the TLS certificate, when known (see :meth:`for_pki`).
-        self.tls_ca_pem: bytes | None = None
-        self._tls = tls
         self._lock = threading.Lock()
         self._trust_anchors: dict[str, TrustAnchor] = {}
         self._profiles: dict[str, Profile] = {}
@@ -262,9 +251,6 @@ class RolesAnywhereEmulator:
         self._faults: list[int] = []
         self._calls = 0
         self._successes = 0
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
         self._defaults: dict[str, str] = {}
 
     # --- configuration --------------------------------------------------------------------------
@@ -423,80 +409,7 @@ class RolesAnywhereEmulator:
         with self._lock:
             return list(self._issued.values())
 
-    # --- server lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> Self:
-        """Bind a random port and serve in a daemon thread."""
-        if self._server is not None:
-            raise RuntimeError("the emulator is already running")
-        self._stopping.clear()
-        context = _server_context(self._tls) if self._tls is not None else None
-        server = _Server((self.host, 0), self, context)
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.01},
-            name=f"rolesanywhere-emulator:{server.server_address[1]}",
-            daemon=True,
-        )
-        self._server, self._thread = server, thread
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving: close open connections and cut delayed requests short."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the emulator is not running: call start()")
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT`` (``https`` with TLS), no trailing slash."""
-        scheme = "https" if self._tls is not None else "http"
-        return f"{scheme}://{self.host}:{self.port}"
-
-    @property
-    def endpoint_host(self) -> str:
-        """``127.0.0.1:PORT``: the ``endpoint=`` of clients that add ``https://`` themselves."""
-        return f"{self.host}:{self.port}"
-
-    def write_ca_bundle(self, directory: str | Path) -> str:
-        """Write :attr:`tls_ca_pem` to ``directory/emulator-ca.pem``; set :attr:`ca_bundle`."""
-        if self.tls_ca_pem is None:
-            raise RuntimeError("no CA known for the TLS certificate: set tls_ca_pem first")
-        path = Path(directory) / "emulator-ca.pem"
-        path.write_bytes(self.tls_ca_pem)
-        self.ca_bundle = str(path)
-        return self.ca_bundle
-
-    def __enter__(self) -> Self:
-        if self._server is None:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    # --- server lifecycle: start, stop, url, port, with (ServedEmulator) --------------------------
 
     def __repr__(self) -> str:
         where = self.url if self._server is not None else "stopped"
@@ -504,14 +417,25 @@ class RolesAnywhereEmulator:
 
     # --- request handling -------------------------------------------------------------------------
 
+    def _respond(self, handler: Handler) -> None:
+        try:
+            body = handler.read_body(MAX_BODY_BYTES)[0]
+        except ValueError:
+            handler.close_connection = True
+            handler.write(self._error(400, "ValidationException", "Malformed request body"))
+            return
+        headers = tuple((name, str(value)) for name, value in handler.headers.items())
+        answer = self._handle(handler.command, handler.path, headers, body)
+        if answer is None:
+            handler.close_connection = True
+            return
+        handler.write(answer)
+
     def _handle(
         self, method: str, target: str, headers: tuple[tuple[str, str], ...], body: bytes | None
     ) -> _Answer | None:
         """The answer to one request; ``None`` when the emulator stopped while delaying."""
-        if target.startswith(("http://", "https://")):  # absolute-form (through a proxy)
-            parts = urlsplit(target)
-            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        request = RecordedRequest(method, target, headers, body or b"")
+        request = RecordedRequest(method, origin_form(target), headers, body or b"")
         path = sigv4.normalize_path(request.path)
         is_session = method == "POST" and (path == "/sessions" or path.endswith("/sessions"))
         fault: int | None = None
@@ -587,16 +511,7 @@ class RolesAnywhereEmulator:
         algorithm, _, rest = header.strip().partition(" ")
         if algorithm not in _ALGORITHMS:
             raise _denied(f"Unsupported signing algorithm: {algorithm[:64]!r}")
-        parts: dict[str, str] = {}
-        for item in rest.split(","):
-            key, sep, value = item.strip().partition("=")
-            if sep:
-                parts[key] = value.strip()
-        missing = [k for k in ("Credential", "SignedHeaders", "Signature") if not parts.get(k)]
-        if missing:
-            raise _denied(
-                " ".join(f"Authorization header requires '{k}' parameter." for k in missing)
-            )
+        parts = authorization_parameters(rest, _denied)
         scope = parts["Credential"].split("/")
         if len(scope) != 5:
             raise _denied(
@@ -684,18 +599,9 @@ class RolesAnywhereEmulator:
         to_sign = sigv4.string_to_sign(auth.algorithm, x_amz_date, scope, canonical)
         if not verify_signature(leaf.public_key(), auth.algorithm, to_sign.encode(), signature):
             raise _denied("Invalid signature")
-        now = self._now()
-        sent = datetime.strptime(x_amz_date, sigv4.AMZ_DATE_FORMAT).replace(tzinfo=UTC)
-        if sent < now - MAX_CLOCK_SKEW:
-            raise _denied(
-                f"Signature expired: {x_amz_date} is now earlier than "
-                f"{sigv4.amz_date(now - MAX_CLOCK_SKEW)} ({sigv4.amz_date(now)} - 5 min.)"
-            )
-        if sent > now + MAX_CLOCK_SKEW:
-            raise _denied(
-                f"Signature not yet current: {x_amz_date} is still later than "
-                f"{sigv4.amz_date(now + MAX_CLOCK_SKEW)} ({sigv4.amz_date(now)} + 5 min.)"
-            )
+        skew = clock_skew_error(x_amz_date, self._now(), MAX_CLOCK_SKEW)
+        if skew is not None:
+            raise _denied(skew)
         return _Verified(leaf, chain)
 
     def _resources(self, params: Mapping[str, Any]) -> tuple[TrustAnchor, Profile, Role]:
@@ -884,156 +790,3 @@ def _build_path(
     if found is None:
         raise _denied("Untrusted Signing Certificate")
     return found
-
-
-# --- HTTP plumbing -------------------------------------------------------------------------------
-
-
-def _server_context(cert: IssuedCert) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    key_pem = cert.private_key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    chain_pem = cert.cert_pem() + b"".join(
-        c.public_bytes(serialization.Encoding.PEM) for c in cert.chain
-    )
-    # load_cert_chain only reads files: write them to a private directory, load, delete.
-    with tempfile.TemporaryDirectory(prefix="rolesanywhere-emulator-") as tmp:
-        cert_path, key_path = Path(tmp) / "server.crt", Path(tmp) / "server.key"
-        cert_path.write_bytes(chain_pem)
-        key_path.touch(mode=0o600)
-        key_path.write_bytes(key_pem)
-        context.load_cert_chain(cert_path, key_path)
-    return context
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(
-        self,
-        address: tuple[str, int],
-        emulator: RolesAnywhereEmulator,
-        context: ssl.SSLContext | None,
-    ) -> None:
-        self.emulator = emulator
-        self.ssl_context = context
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, address = self.socket.accept()
-        if self.ssl_context is not None:
-            # The handshake runs later, in the connection's own thread (see _Handler.setup).
-            sock = self.ssl_context.wrap_socket(
-                sock, server_side=True, do_handshake_on_connect=False
-            )
-        with self._connections_lock:
-            self._connections.add(sock)
-        return sock, address
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """Unblock every connection thread (kept-alive clients and delayed requests)."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for sock in connections:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Connection errors (TLS refused, client gone) are the client's business: stay quiet."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-    timeout = 60  # idle keep-alive connections
-    disable_nagle_algorithm = True
-    wbufsize = 1 << 16  # headers and body leave in one write (see _write)
-    _HANDSHAKE_TIMEOUT = 10.0
-
-    def setup(self) -> None:
-        if isinstance(self.request, ssl.SSLSocket):
-            self.request.settimeout(self._HANDSHAKE_TIMEOUT)
-            self.request.do_handshake()
-        super().setup()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence per-request logging."""
-
-    def _read_exactly(self, size: int, keep: list[bytes], kept: int) -> int:
-        """Read ``size`` bytes, keeping them while the total stays within the limit."""
-        while size > 0:
-            block = self.rfile.read(min(size, 1 << 16))
-            if not block:
-                raise ValueError("the body ended early")
-            size -= len(block)
-            if kept + len(block) <= MAX_BODY_BYTES:
-                keep.append(block)
-            kept += len(block)
-        return kept
-
-    def _read_body(self) -> bytes | None:
-        """The body, read in full; ``None`` when larger than :data:`MAX_BODY_BYTES`."""
-        keep: list[bytes] = []
-        kept = 0
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            while True:
-                size = int(self.rfile.readline(1024).split(b";", 1)[0].strip() or b"x", 16)
-                if size == 0:
-                    while self.rfile.readline(1024).strip():
-                        pass  # trailers
-                    break
-                kept = self._read_exactly(size, keep, kept)
-                self.rfile.readline(1024)
-        else:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length < 0:
-                raise ValueError("negative Content-Length")
-            kept = self._read_exactly(length, keep, kept)
-        return b"".join(keep) if kept <= MAX_BODY_BYTES else None
-
-    def _dispatch(self) -> None:
-        emulator = self.server.emulator
-        if emulator._stopping.is_set():
-            self.close_connection = True
-            return
-        try:
-            body = self._read_body()
-        except ValueError:
-            self.close_connection = True
-            self._write(emulator._error(400, "ValidationException", "Malformed request body"))
-            return
-        headers = tuple((name, str(value)) for name, value in self.headers.items())
-        answer = emulator._handle(self.command, self.path, headers, body)
-        if answer is None:
-            self.close_connection = True
-            return
-        self._write(answer)
-
-    def _write(self, answer: _Answer) -> None:
-        self.send_response(answer.status)
-        for name, value in answer.headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(answer.body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(answer.body)
-        self.wfile.flush()
-
-    do_POST = _dispatch
-    do_GET = _dispatch
-    do_PUT = _dispatch
-    do_DELETE = _dispatch
-    do_PATCH = _dispatch

@@ -58,7 +58,6 @@ signature here; real OpenSearch would require one (service ``es`` or ``aoss``).
 from __future__ import annotations
 
 import base64
-import contextlib
 import fnmatch
 import hashlib
 import hmac
@@ -66,10 +65,7 @@ import http
 import json
 import random
 import re
-import socket
 import sqlite3
-import ssl
-import tempfile
 import threading
 import time
 import uuid
@@ -78,13 +74,19 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal, Protocol, Self, cast
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any, Literal, Protocol, Self, cast, overload
+from urllib.parse import parse_qs, unquote
 
 from .. import sigv4
+from ._server import (
+    Answer,
+    Handler,
+    ServedEmulator,
+    authorization_parameters,
+    clock_skew_error,
+    origin_form,
+)
 from .emulator import RecordedRequest
 from .pki import IssuedCert
 
@@ -296,12 +298,7 @@ class OsisStats:
     status_counts: dict[int, int]
 
 
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-    close: bool = False
+_Answer = Answer
 
 
 class _Reject(Exception):
@@ -333,7 +330,9 @@ def _denied(message: str, error_type: str = "IncompleteSignatureException") -> _
 
 
 def _plain(status: int, message: str, *, close: bool = False) -> _Answer:
-    headers = (("Content-Type", "text/plain; charset=utf-8"),)
+    headers: tuple[tuple[str, str], ...] = (("Content-Type", "text/plain; charset=utf-8"),)
+    if status == 405:
+        headers += (("Allow", "POST"),)
     return _Answer(status, headers, message.encode(), close)
 
 
@@ -536,8 +535,38 @@ def _sort_spec(value: Any) -> list[tuple[str, str]]:
 
 # --- the emulator --------------------------------------------------------------------------------
 
+_REQ, _ACC, _EVENTS, _BYTES, _BYTES_ACC, _DROPPED, _RESPLIT = range(7)  # OsisEmulator._counts
 
-class OsisEmulator:
+
+class _Counter:
+    """A read-only ingest counter: one slot of ``OsisEmulator._counts``, read under the lock."""
+
+    def __init__(self, slot: int, doc: str) -> None:
+        self._slot = slot
+        self._name = ""
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, emulator: None, owner: type[Any]) -> Self: ...
+
+    @overload
+    def __get__(self, emulator: OsisEmulator, owner: type[Any]) -> int: ...
+
+    def __get__(self, emulator: OsisEmulator | None, owner: type[Any]) -> Self | int:
+        if emulator is None:
+            return self
+        with emulator._lock:
+            return emulator._counts[self._slot]
+
+    def __set__(self, emulator: OsisEmulator, value: object) -> None:
+        owner = type(emulator).__name__
+        raise AttributeError(f"property {self._name!r} of {owner!r} object has no setter")
+
+
+class OsisEmulator(ServedEmulator):
     """An OpenSearch Ingestion pipeline endpoint on ``127.0.0.1``, plain HTTP or TLS.
 
     ``credentials``: a ``RolesAnywhereEmulator`` (or any object with ``lookup(akid)``), a
@@ -548,6 +577,11 @@ class OsisEmulator:
     ``database`` is ``":memory:"`` or a file path. The database stays readable after
     :meth:`stop`; :meth:`close` (and leaving the ``with`` block) stops and closes it.
     """
+
+    _LABEL = "OSIS emulator"
+    _THREAD_NAME = "osis-emulator"
+    _CA_FILE = "osis-ca.pem"
+    _BACKLOG = 256
 
     def __init__(
         self,
@@ -589,6 +623,7 @@ class OsisEmulator:
             raise ValueError("fault_rate needs at least one fault status")
         for status in fault_statuses:
             _check_status(status)
+        super().__init__(host, tls)
         self.region = region
         self.path = path
         self.verify_signatures = verify_signatures
@@ -605,17 +640,11 @@ class OsisEmulator:
         self.fault_rate = fault_rate
         self.fault_statuses = tuple(fault_statuses)
         self.record_requests = record_requests
-        self.host = host
         self.clock: Callable[[], datetime] = clock or _utcnow
-        #: A PEM file that verifies the TLS certificate (set it, or use ``write_ca_bundle``).
-        self.ca_bundle: str | None = None
-        #: PEM of the CA that issued the TLS certificate, when known.
-        self.tls_ca_pem: bytes | None = None
         self._lookup: CredentialLookup | None = (
             _as_lookup(credentials) if credentials is not None else None
         )
         self._index_format = _index_formatter(index)
-        self._tls = tls
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._script: deque[int] = deque()
@@ -632,9 +661,6 @@ class OsisEmulator:
         self._db_closed = False
         self._index_docs: dict[str, list[int]] = {}  # index -> [documents, bytes of JSON]
         self._init_db(database)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
 
     # --- database ---------------------------------------------------------------------------------
 
@@ -677,47 +703,22 @@ class OsisEmulator:
             c = self._counts
             return OsisStats(c[0], c[1], c[2], c[3], c[4], c[5], c[6], dict(self._status_counts))
 
-    @property
-    def requests(self) -> int:
-        """Ingest requests received (any answer)."""
-        with self._lock:
-            return self._counts[_REQ]
-
-    @property
-    def accepted_requests(self) -> int:
-        """Ingest requests answered 200 after normal handling."""
-        with self._lock:
-            return self._counts[_ACC]
-
-    @property
-    def events_accepted(self) -> int:
-        """Events accepted (stored, or counted with ``store=False``); dropped ones excluded."""
-        with self._lock:
-            return self._counts[_EVENTS]
-
-    @property
-    def bytes_received(self) -> int:
-        """Body bytes of every ingest request, as received (compressed when gzip)."""
-        with self._lock:
-            return self._counts[_BYTES]
-
-    @property
-    def bytes_accepted(self) -> int:
-        """Body bytes of the accepted ingest requests, as received."""
-        with self._lock:
-            return self._counts[_BYTES_ACC]
-
-    @property
-    def dropped_events(self) -> int:
-        """Events silently dropped by persistent buffering (over ``persistent_chunk_bytes``)."""
-        with self._lock:
-            return self._counts[_DROPPED]
-
-    @property
-    def resplit_requests(self) -> int:
-        """Accepted bodies persistent buffering had to re-split."""
-        with self._lock:
-            return self._counts[_RESPLIT]
+    requests = _Counter(_REQ, "Ingest requests received (any answer).")
+    accepted_requests = _Counter(_ACC, "Ingest requests answered 200 after normal handling.")
+    events_accepted = _Counter(
+        _EVENTS, "Events accepted (stored, or counted with ``store=False``); dropped ones excluded."
+    )
+    bytes_received = _Counter(
+        _BYTES, "Body bytes of every ingest request, as received (compressed when gzip)."
+    )
+    bytes_accepted = _Counter(
+        _BYTES_ACC, "Body bytes of the accepted ingest requests, as received."
+    )
+    dropped_events = _Counter(
+        _DROPPED,
+        "Events silently dropped by persistent buffering (over ``persistent_chunk_bytes``).",
+    )
+    resplit_requests = _Counter(_RESPLIT, "Accepted bodies persistent buffering had to re-split.")
 
     @property
     def status_counts(self) -> dict[int, int]:
@@ -847,39 +848,13 @@ class OsisEmulator:
             raise ValueError(json.dumps(payload))
         return payload
 
-    # --- server lifecycle -------------------------------------------------------------------------
+    # --- server lifecycle: start, stop, url, port, with (ServedEmulator) --------------------------
 
     def start(self) -> Self:
         """Bind a random port and serve in a daemon thread."""
-        if self._server is not None:
-            raise RuntimeError("the OSIS emulator is already running")
-        if self._db_closed:
+        if self._server is None and self._db_closed:
             raise RuntimeError("the OSIS emulator was closed")
-        self._stopping.clear()
-        context = _server_context(self._tls) if self._tls is not None else None
-        server = _Server((self.host, 0), self, context)
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.01},
-            name=f"osis-emulator:{server.server_address[1]}",
-            daemon=True,
-        )
-        self._server, self._thread = server, thread
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close open connections; the stored documents stay readable."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
+        return super().start()
 
     def close(self) -> None:
         """Stop and close the database."""
@@ -889,57 +864,40 @@ class OsisEmulator:
                 self._db.close()
                 self._db_closed = True
 
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the OSIS emulator is not running: call start()")
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT`` (``https`` with TLS), no trailing slash."""
-        scheme = "https" if self._tls is not None else "http"
-        return f"{scheme}://{self.host}:{self.port}"
+    def _leave(self) -> None:
+        self.close()
 
     @property
     def ingest_url(self) -> str:
         """:attr:`url` followed by the ingest :attr:`path`."""
         return self.url + self.path
 
-    @property
-    def endpoint_host(self) -> str:
-        """``127.0.0.1:PORT``."""
-        return f"{self.host}:{self.port}"
-
-    def write_ca_bundle(self, directory: str | Path) -> str:
-        """Write :attr:`tls_ca_pem` to ``directory/osis-ca.pem``; set :attr:`ca_bundle`."""
-        if self.tls_ca_pem is None:
-            raise RuntimeError("no CA known for the TLS certificate: set tls_ca_pem first")
-        target = Path(directory) / "osis-ca.pem"
-        target.write_bytes(self.tls_ca_pem)
-        self.ca_bundle = str(target)
-        return self.ca_bundle
-
-    def __enter__(self) -> Self:
-        if self._server is None:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         where = self.url if self._server is not None else "stopped"
         return f"OsisEmulator(region={self.region!r}, path={self.path!r}, {where})"
+
+    # --- request handling (ingest or query) -------------------------------------------------------
+
+    def _respond(self, handler: Handler) -> None:
+        target = origin_form(handler.path)
+        is_ingest = target.partition("?")[0] == self.path
+        limit = self.max_body_bytes if is_ingest else MAX_QUERY_BODY_BYTES
+        try:
+            body, size, complete = handler.read_body(limit, limit + _DRAIN_SLACK)
+        except (ValueError, OSError):
+            handler.close_connection = True
+            handler.write(_plain(400, "Bad request: malformed body framing", close=True))
+            return
+        try:
+            if not is_ingest:
+                answer = self._query(handler.command, target, body)
+            else:
+                answer = self._ingest(handler.command, target, handler.headers.items(), body, size)
+        except Exception as exc:  # a bug: say so rather than drop the connection
+            answer = _plain(500, f"emulator error: {type(exc).__name__}"[:200])
+        if not complete:
+            handler.close_connection = True
+        handler.write(answer)
 
     # --- ingest -----------------------------------------------------------------------------------
 
@@ -1107,15 +1065,10 @@ class OsisEmulator:
             self._ts_prefix[second] = prefix
         return prefix
 
-    def _timestamp(self, value: Any, received: str) -> str:
-        """``@timestamp`` from a ``date`` (epoch seconds or ISO 8601), else ``received``."""
-        if type(value) is float or type(value) is int:
-            try:
-                second, ms = divmod(round(value * 1000), 1000)
-            except (OverflowError, ValueError):
-                return received
-            prefix = self._prefix(second)
-            return received if prefix is None else f"{prefix}.{ms:03d}Z"
+    @staticmethod
+    def _timestamp(value: Any, received: str) -> str:
+        """``@timestamp`` from a ``date`` that is not a number (:meth:`_accept` does epoch
+        seconds): an ISO 8601 string, else ``received``."""
         if isinstance(value, str):
             try:
                 parsed = datetime.fromisoformat(value.strip())
@@ -1240,16 +1193,7 @@ class OsisEmulator:
         algorithm, _, rest = authorization.partition(" ")
         if algorithm != ALGORITHM:
             raise _denied(f"Unsupported Authorization algorithm {algorithm[:40]!r}")
-        parts: dict[str, str] = {}
-        for item in rest.split(","):
-            key, sep, value = item.strip().partition("=")
-            if sep:
-                parts[key] = value.strip()
-        missing = [k for k in ("Credential", "SignedHeaders", "Signature") if not parts.get(k)]
-        if missing:
-            raise _denied(
-                " ".join(f"Authorization header requires '{k}' parameter." for k in missing)
-            )
+        parts = authorization_parameters(rest, _denied)
         scope_parts = parts["Credential"].split("/")
         if len(scope_parts) != 5:
             raise _denied(
@@ -1371,19 +1315,9 @@ class OsisEmulator:
                 canonical = canonical.replace(token, "<redacted>")
             raise _Reject(403, "InvalidSignatureException", _BAD_SIGNATURE, canonical, to_sign)
 
-        sent = datetime.strptime(x_amz_date, sigv4.AMZ_DATE_FORMAT).replace(tzinfo=UTC)
-        if sent < now - MAX_CLOCK_SKEW:
-            raise _denied(
-                f"Signature expired: {x_amz_date} is now earlier than "
-                f"{sigv4.amz_date(now - MAX_CLOCK_SKEW)} ({sigv4.amz_date(now)} - 5 min.)",
-                "InvalidSignatureException",
-            )
-        if sent > now + MAX_CLOCK_SKEW:
-            raise _denied(
-                f"Signature not yet current: {x_amz_date} is still later than "
-                f"{sigv4.amz_date(now + MAX_CLOCK_SKEW)} ({sigv4.amz_date(now)} + 5 min.)",
-                "InvalidSignatureException",
-            )
+        skew = clock_skew_error(x_amz_date, now, MAX_CLOCK_SKEW)
+        if skew is not None:
+            raise _denied(skew, "InvalidSignatureException")
         return access_key_id
 
     # --- query API --------------------------------------------------------------------------------
@@ -1550,9 +1484,6 @@ class OsisEmulator:
         }
 
 
-_REQ, _ACC, _EVENTS, _BYTES, _BYTES_ACC, _DROPPED, _RESPLIT = range(7)
-
-
 def _check_status(status: int) -> int:
     if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
         raise ValueError(f"a scripted or fault status must be an int in 200..599, not {status!r}")
@@ -1598,182 +1529,3 @@ def _missing_index(expression: str, known: Mapping[str, Any]) -> dict[str, Any] 
                 **{"resource.type": "index_or_alias", "resource.id": part},
             )
     return None
-
-
-# --- HTTP plumbing -------------------------------------------------------------------------------
-
-
-def _server_context(cert: IssuedCert) -> ssl.SSLContext:
-    """A TLS 1.2+ server context for ``cert`` (and its chain)."""
-    from cryptography.hazmat.primitives import serialization
-
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    pem = serialization.Encoding.PEM
-    key_pem = cert.private_key.private_bytes(
-        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    chain_pem = cert.cert_pem() + b"".join(c.public_bytes(pem) for c in cert.chain)
-    # The ssl module loads certificates and keys from files only.
-    with tempfile.TemporaryDirectory(prefix="osis-emulator-") as tmp:
-        cert_file, key_file = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
-        cert_file.write_bytes(chain_pem)
-        key_file.touch(mode=0o600)
-        key_file.write_bytes(key_pem)
-        context.load_cert_chain(cert_file, key_file)
-    return context
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 256
-
-    def __init__(
-        self, address: tuple[str, int], emulator: OsisEmulator, context: ssl.SSLContext | None
-    ) -> None:
-        self.emulator = emulator
-        self.ssl_context = context
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, address = self.socket.accept()
-        if self.ssl_context is not None:
-            # The handshake runs in the connection's own thread (_Handler.setup).
-            sock = self.ssl_context.wrap_socket(
-                sock, server_side=True, do_handshake_on_connect=False
-            )
-        with self._connections_lock:
-            self._connections.add(sock)
-        return sock, address
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """Unblock every connection thread (kept-alive clients)."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for sock in connections:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Connection errors (TLS refused, client gone) are the client's business."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-    timeout = 60  # idle keep-alive connections
-    disable_nagle_algorithm = True
-    wbufsize = 1 << 16  # status line, headers and body leave in one write
-    _HANDSHAKE_TIMEOUT = 10.0
-
-    def setup(self) -> None:
-        if isinstance(self.request, ssl.SSLSocket):
-            self.request.settimeout(self._HANDSHAKE_TIMEOUT)
-            self.request.do_handshake()
-        super().setup()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence per-request logging."""
-
-    def _discard(self, size: int) -> None:
-        while size > 0:
-            block = self.rfile.read(min(size, 1 << 16))
-            if not block:
-                raise ValueError("the body ended early")
-            size -= len(block)
-
-    def _read_body(self, limit: int) -> tuple[bytes | None, int, bool]:
-        """``(body or None when over limit, size, whether all of it was read)``."""
-        drain_cap = limit + _DRAIN_SLACK
-        encoding = self.headers.get("Transfer-Encoding")
-        if encoding is not None and "chunked" in encoding.lower():
-            keep: list[bytes] = []
-            total = 0
-            while True:
-                line = self.rfile.readline(1024)
-                size = int(line.split(b";", 1)[0].strip() or b"x", 16)
-                if size == 0:
-                    while self.rfile.readline(1024).strip():
-                        pass  # trailers
-                    break
-                if total + size > drain_cap:
-                    return None, total + size, False
-                if total + size <= limit:
-                    block = self.rfile.read(size)
-                    if len(block) != size:
-                        raise ValueError("the body ended early")
-                    keep.append(block)
-                else:
-                    self._discard(size)
-                total += size
-                self.rfile.readline(1024)
-            return (b"".join(keep) if total <= limit else None), total, True
-        length = int(self.headers.get("Content-Length") or 0)
-        if length < 0:
-            raise ValueError("negative Content-Length")
-        if length > drain_cap:
-            return None, length, False
-        if length > limit:
-            self._discard(length)
-            return None, length, True
-        body = self.rfile.read(length) if length else b""
-        if len(body) != length:
-            raise ValueError("the body ended early")
-        return body, length, True
-
-    def _dispatch(self) -> None:
-        emulator = self.server.emulator
-        if emulator._stopping.is_set():
-            self.close_connection = True
-            return
-        target = self.path
-        if target.startswith(("http://", "https://")):  # absolute-form (through a proxy)
-            parts = urlsplit(target)
-            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        is_ingest = target.partition("?")[0] == emulator.path
-        try:
-            body, size, complete = self._read_body(
-                emulator.max_body_bytes if is_ingest else MAX_QUERY_BODY_BYTES
-            )
-        except (ValueError, OSError):
-            self.close_connection = True
-            self._write(_plain(400, "Bad request: malformed body framing", close=True))
-            return
-        try:
-            if not is_ingest:
-                answer = emulator._query(self.command, target, body)
-            else:
-                answer = emulator._ingest(self.command, target, self.headers.items(), body, size)
-        except Exception as exc:  # a bug: say so rather than drop the connection
-            answer = _plain(500, f"emulator error: {type(exc).__name__}"[:200])
-        if not complete:
-            self.close_connection = True
-        self._write(answer)
-
-    def _write(self, answer: _Answer) -> None:
-        self.send_response(answer.status)
-        for name, value in answer.headers:
-            self.send_header(name, value)
-        if answer.status == 405:
-            self.send_header("Allow", "POST")
-        self.send_header("Content-Length", str(len(answer.body)))
-        if answer.close or self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(answer.body)
-        self.wfile.flush()
-
-    do_POST = _dispatch
-    do_GET = _dispatch
-    do_PUT = _dispatch
-    do_DELETE = _dispatch
-    do_PATCH = _dispatch
