@@ -89,12 +89,32 @@ def _add_demo_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key-type", default="ec-p256", help="leaf key type (default ec-p256)")
 
 
+def _add_ship_flags(parser: argparse.ArgumentParser) -> None:
+    from .shipconfig import add_ship_arguments
+
+    add_ship_arguments(parser)
+    parser.add_argument(
+        "--once", action="store_true", help="ship what is there, then exit when it is delivered"
+    )
+    parser.add_argument(
+        "--status-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between status lines on stderr (0: none; default 10)",
+    )
+
+
 #: Subcommands: name -> (help, function adding its flags). Only the one being run is configured,
 #: so a cold ``credential-process`` does not pay for every other command's flags.
 _SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None] | None]] = {
     "credential-process": (
         "print credentials as the AWS SDKs' credential_process expects",
         _add_identity_flags,
+    ),
+    "ship": (
+        "follow log files and ship them to OpenSearch Ingestion (replaces Fluent Bit)",
+        _add_ship_flags,
     ),
     "version": ("print the version", None),
     "demo": ("run the whole flow offline against local emulators", _add_demo_flags),
@@ -202,9 +222,19 @@ def _demo(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextI
     return run_demo(stdout, key_type=args.key_type)
 
 
+def _ship(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    from .ship import run_ship
+    from .shipconfig import from_args
+
+    return run_ship(
+        from_args(args), once=args.once, status_interval=args.status_interval, err=stderr
+    )
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO, TextIO], int]] = {
     "credential-process": _credential_process,
     "demo": _demo,
+    "ship": _ship,
 }
 
 

@@ -25,19 +25,49 @@ def _redacted_process_json(text: str) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
+_DEMO_LINES = 2_000
+_SERVICES = ("sshd", "cron", "kernel", "nginx", "systemd")
+_MESSAGES = (
+    "Accepted publickey for deploy from 10.0.0.{n} port 5{n:04d} ssh2",
+    "(root) CMD (run-parts /etc/cron.hourly) #{n}",
+    "eth0: link up, 1000 Mbps, full duplex, flow control {n}",
+    '10.1.2.{n} - - "GET /health HTTP/1.1" 200 2 "-" "kube-probe/1.31"',
+    "Started session {n} of user deploy.",
+)
+
+
+def _syslog_lines(count: int, start: float) -> bytes:
+    """A syslog-like file: ``<timestamp> <host> <service>[pid]: message``."""
+    import time
+
+    lines = []
+    for n in range(count):
+        when = time.strftime("%b %d %H:%M:%S", time.gmtime(start + n * 0.5))
+        k = n % len(_SERVICES)
+        message = _MESSAGES[k].format(n=n % 250)
+        lines.append(f"{when} edge-01 {_SERVICES[k]}[{1000 + k}]: {message}\n")
+    return "".join(lines).encode()
+
+
 def run_demo(out: TextIO, *, key_type: str = "ec-p256") -> int:
     """Run the demo, writing a report to ``out``; returns the exit status."""
+    import time
+
+    import httpx
+
     from .cli import main
     from .client import RolesAnywhereClient
     from .identity import IdentityLoader
     from .testing.emulator import RolesAnywhereEmulator
+    from .testing.osis import OsisEmulator
     from .testing.pki import PKI, KeyFormat
 
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)
 
-    say("rolesanywhere demo: X.509 certificate -> IAM Roles Anywhere -> temporary AWS credentials")
-    say("(offline: a throwaway PKI and a local emulator of the service on 127.0.0.1)")
+    say("rolesanywhere demo: X.509 certificate -> IAM Roles Anywhere -> temporary credentials")
+    say("                    -> signed log shipping to Amazon OpenSearch Ingestion")
+    say("(offline: a throwaway PKI and local emulators of both services on 127.0.0.1)")
     say()
     pki = PKI()
     leaf = pki.leaf(key_type)
@@ -51,14 +81,19 @@ def run_demo(out: TextIO, *, key_type: str = "ec-p256") -> int:
             f"serial {leaf.certificate.serial_number}) written to {folder}"
         )
 
-        with RolesAnywhereEmulator.for_pki(pki) as emulator:
-            say(f"2. Emulator   IAM Roles Anywhere listening on {emulator.url}")
+        with (
+            RolesAnywhereEmulator.for_pki(pki) as emulator,
+            OsisEmulator(
+                credentials=emulator, region=emulator.region, path="/test-ingestion-path"
+            ) as osis,
+        ):
+            say(f"2. Emulators  IAM Roles Anywhere on {emulator.url}")
             say(f"              trust anchor {emulator.trust_anchor_arn}")
             say(f"              profile      {emulator.profile_arn}")
             say(f"              role         {emulator.role_arn}")
+            say(f"              OpenSearch Ingestion pipeline on {osis.ingest_url}")
 
-            argv = [
-                "credential-process",
+            identity_flags = [
                 "--certificate", str(cert_path),
                 "--private-key", str(key_path),
                 "--intermediates", str(chain_path),
@@ -66,10 +101,13 @@ def run_demo(out: TextIO, *, key_type: str = "ec-p256") -> int:
                 "--profile-arn", emulator.profile_arn,
                 "--role-arn", emulator.role_arn,
                 "--endpoint", emulator.url,
-                "--session-duration", "900",
             ]  # fmt: skip
             stdout, stderr = io.StringIO(), io.StringIO()
-            status = main(argv, stdout=stdout, stderr=stderr)
+            status = main(
+                ["credential-process", *identity_flags, "--session-duration", "900"],
+                stdout=stdout,
+                stderr=stderr,
+            )
             say(
                 "3. CLI        aws_signing_helper credential-process --certificate client.pem "
                 "--private-key client.key --intermediates intermediates.pem ..."
@@ -91,10 +129,50 @@ def run_demo(out: TextIO, *, key_type: str = "ec-p256") -> int:
                 credentials = client.create_session()
             say("4. Library    RolesAnywhereClient(...).create_session()")
             say(f"              {credentials!r}")
+
+            log_path = folder / "syslog"
+            log_path.write_bytes(_syslog_lines(_DEMO_LINES, time.time() - _DEMO_LINES / 2))
+            ship_argv = [
+                "ship", str(log_path), "--once", "--read-from-head",
+                "--url", osis.ingest_url, "--region", emulator.region,
+                "--state-dir", str(folder / "state"), "--status-interval", "0",
+                *identity_flags,
+            ]  # fmt: skip
+            stderr = io.StringIO()
+            status = main(ship_argv, stdout=io.StringIO(), stderr=stderr)
             say(
-                f"5. Verified   the emulator checked {emulator.calls} signed CreateSession calls "
-                f"(chain, validity, serial, signature); {emulator.successes} accepted"
+                f"5. Ship       rolesanywhere ship {log_path.name} --once --read-from-head "
+                "--url .../test-ingestion-path --certificate ... (the Fluent Bit replacement)"
             )
+            summary = [line for line in stderr.getvalue().splitlines() if "done in" in line]
+            say(f"              {summary[-1][len('ship: ') :] if summary else stderr.getvalue()}")
+            if status != 0:
+                return 1
+
+            say("6. Query      the blog's verification step, against the emulator:")
+            with httpx.Client(base_url=osis.url) as http:
+                indices = http.get("/_cat/indices", params={"v": ""}).text.rstrip()
+                for line in indices.splitlines():
+                    say(f"              {line}")
+                found = http.post(
+                    "/logs-*/_search",
+                    json={"size": 3, "sort": [{"@timestamp": {"order": "desc"}}]},
+                ).json()
+            say(
+                f"              GET logs-*/_search: {found['hits']['total']['value']} documents, "
+                "newest first:"
+            )
+            for hit in found["hits"]["hits"]:
+                doc = hit["_source"]
+                say(f"              {doc['@timestamp']}  date={doc['date']}  log={doc['log']!r}")
+            say(
+                f"7. Verified   {emulator.calls} CreateSession calls checked (chain, validity, "
+                f"serial, signature); {osis.count()} events stored after SigV4 verification "
+                f"of {osis.accepted_requests} request(s); {len(osis.duplicates())} duplicates"
+            )
+            if osis.count() != _DEMO_LINES:
+                say(f"              expected {_DEMO_LINES} events: something was lost")
+                return 1
     say()
     say("Secrets (secret access keys, session tokens, private keys) are never printed.")
     return 0

@@ -1432,7 +1432,8 @@ class OsisEmulator(ServedEmulator):
         for name, direction in spec:
             column = "ts" if name == "@timestamp" else "id"
             order.append(f"{column} {direction.upper()}")
-        order.append("id ASC")
+        # ties (one batch shares a read time) in the direction of the first key: newest last in
+        order.append(f"id {spec[0][1].upper()}" if spec else "id ASC")
         with self._db_lock:
             missing = _missing_index(index, self._index_docs)
             if missing is not None:

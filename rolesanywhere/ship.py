@@ -1,0 +1,146 @@
+"""``rolesanywhere ship``: follow log files and ship their lines to OpenSearch Ingestion.
+
+Glue between the pieces, each documented in its own module: :class:`~rolesanywhere.tail.Tailer`
+reads the files, :class:`~rolesanywhere.shipper.Shipper` batches and sends through
+:class:`~rolesanywhere.auth.SigV4Auth` with :class:`~rolesanywhere.refresh.RefreshingCredentials`,
+and each chunk's file offsets are committed once every line of it was delivered (or quarantined
+to the dead-letter file): at-least-once, with duplicates after a crash bounded by what was in
+flight. While running, a status line goes to stderr every ``status_interval`` seconds; at exit,
+a summary. ``once`` ships what is there and returns when it is all delivered, with a progress
+bar on a terminal. SIGTERM and SIGINT stop reading, flush, commit and return 0.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from .shipconfig import ShipConfig
+    from .shipper import Shipper
+    from .tail import Tailer
+
+__all__ = ["run_ship"]
+
+_IDLE_WAIT = 0.2
+_CLOSE_TIMEOUT = 60.0
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event, install: bool) -> Iterator[None]:
+    """SIGTERM/SIGINT set ``stop`` (main thread only); the previous handlers come back after."""
+    if not install or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _bar(done: int, total: int, events: int, width: int = 30) -> str:
+    fraction = 1.0 if total <= 0 else min(done / total, 1.0)
+    filled = int(fraction * width)
+    return f"\r[{'#' * filled}{'.' * (width - filled)}] {fraction:5.1%} {events:,} events"
+
+
+class _Progress:
+    """Status lines on a period, and a progress bar for ``--once`` on a terminal."""
+
+    def __init__(self, err: TextIO, interval: float, once: bool, total: int) -> None:
+        self.err = err
+        self.interval = interval
+        self.bar = once and err.isatty()
+        self.total = total
+        self.next_status = time.monotonic() + interval
+
+    def tick(self, shipper: Shipper, tailer: Tailer) -> None:
+        if self.bar:
+            delivered = shipper.stats()
+            done = self.total - tailer.lag_bytes() - tailer.uncommitted_bytes()
+            self.err.write(_bar(done, self.total, delivered.events_delivered))
+            self.err.flush()
+            return
+        now = time.monotonic()
+        if self.interval > 0 and now >= self.next_status:
+            self.next_status = now + self.interval
+            print(f"ship: {shipper.status_line()}, lag {tailer.lag_bytes():,} B", file=self.err)
+
+    def end(self) -> None:
+        if self.bar:
+            self.err.write("\n")
+
+
+def run_ship(
+    config: ShipConfig,
+    *,
+    once: bool = False,
+    status_interval: float = 10.0,
+    err: TextIO,
+    stop: threading.Event | None = None,
+    install_signals: bool = True,
+) -> int:
+    """Ship until stopped (or, with ``once``, until everything there is delivered)."""
+    from .auth import SigV4Auth
+    from .refresh import RefreshingCredentials
+    from .shipper import Shipper, ShipperConfig
+    from .tail import Tailer
+
+    stop = stop or threading.Event()
+    for warning in config.warnings:
+        print(f"ship: warning: {warning}", file=err)
+    print(f"ship: {config.describe()}", file=err)
+
+    refresher = RefreshingCredentials(config.credential_provider(), close_source=True)
+    auth = SigV4Auth(refresher, service=config.service, region=config.region)
+    tailer = Tailer(
+        config.paths,
+        state_dir=config.state_dir,
+        read_from_head=config.read_from_head,
+        refresh_interval=config.refresh_interval,
+        rotate_wait=config.rotate_wait,
+        max_line_bytes=config.max_line_bytes,
+        long_lines=config.long_lines,
+        exclude=config.exclude_paths,
+    )
+    shipper = Shipper(ShipperConfig.from_ship_config(config), auth, on_settled=tailer.commit)
+    progress = _Progress(err, status_interval, once, tailer.lag_bytes())
+    started = time.monotonic()
+    try:
+        with _stop_on_signals(stop, install_signals):
+            while not stop.is_set():
+                chunks = tailer.poll(max_bytes=config.batch_bytes)
+                if chunks:
+                    shipper.submit_chunks(chunks)
+                elif once:  # every file is read to its end: done once all of it is settled
+                    if shipper.flush(timeout=_IDLE_WAIT) and tailer.lag_bytes() == 0:
+                        break
+                else:
+                    stop.wait(_IDLE_WAIT)
+                progress.tick(shipper, tailer)
+    finally:
+        settled = shipper.close(timeout=_CLOSE_TIMEOUT)
+        progress.end()
+        tailer.close()
+        refresher.close()
+    stats = shipper.stats()
+    elapsed = max(time.monotonic() - started, 1e-9)
+    print(
+        f"ship: done in {elapsed:.1f} s: {stats.events_delivered:,} events delivered "
+        f"({stats.events_delivered / elapsed:,.0f}/s), {stats.events_quarantined:,} quarantined "
+        f"to {shipper.dead_letter_path}, {stats.truncated_events:,} truncated, "
+        f"{sum(stats.retries.values()):,} retries"
+        + ("" if settled else f", {stats.abandoned_events:,} left for the next run"),
+        file=err,
+    )
+    return 0
