@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     )
     from .identity import Identity, IdentityLoader
     from .keys import SigningKey, SoftwareSigningKey
+    from .loghandler import OsisHandler
     from .refresh import RefreshingCredentials
     from .retry import RetryPolicy
     from .session import (
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
         parse_create_session_response,
         sign_x509,
     )
+    from .shipper import AsyncShipper, Shipper, ShipperConfig
+    from .tail import Chunk, Tailer
 
 __version__ = "0.1.0"
 
@@ -74,6 +77,12 @@ _EXPORTS: dict[str, str] = {
     "SigningKey": "keys",
     "SoftwareSigningKey": "keys",
     "RefreshingCredentials": "refresh",
+    "OsisHandler": "loghandler",
+    "AsyncShipper": "shipper",
+    "Shipper": "shipper",
+    "ShipperConfig": "shipper",
+    "Chunk": "tail",
+    "Tailer": "tail",
     "RetryPolicy": "retry",
     "HttpRequest": "session",
     "SessionParams": "session",
@@ -109,7 +118,9 @@ __all__ = [
     "AccessDeniedError",
     "Arn",
     "AsyncRolesAnywhereClient",
+    "AsyncShipper",
     "CertificateValidityError",
+    "Chunk",
     "ClientConfig",
     "Credentials",
     "CredentialsError",
@@ -122,6 +133,7 @@ __all__ = [
     "InvalidParameterError",
     "KeyMismatchError",
     "NetworkError",
+    "OsisHandler",
     "PasswordRequiredError",
     "RefreshingCredentials",
     "RequestTimeoutError",
@@ -132,11 +144,14 @@ __all__ = [
     "ServiceError",
     "ServiceValidationError",
     "SessionParams",
+    "Shipper",
+    "ShipperConfig",
     "SigV4Auth",
     "SignedRequest",
     "SigningKey",
     "SoftwareSigningKey",
     "SourceError",
+    "Tailer",
     "ThrottlingError",
     "UnsignableBodyError",
     "UnsupportedKeyError",

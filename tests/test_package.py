@@ -1,0 +1,55 @@
+"""The public surface: every exported name resolves; importing stays lazy and cheap."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import rolesanywhere
+
+
+def test_every_exported_name_resolves() -> None:
+    assert rolesanywhere.__all__ == sorted(rolesanywhere.__all__)
+    for name in rolesanywhere.__all__:
+        assert getattr(rolesanywhere, name) is not None, name
+
+
+def test_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="DoesNotExist"):
+        rolesanywhere.DoesNotExist  # type: ignore[attr-defined]  # noqa: B018
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys; print(' '.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return set(out.split())
+
+
+def test_import_is_lazy() -> None:
+    loaded = _modules_after("import rolesanywhere")
+    assert not {"httpx", "cryptography", "asyncio", "ssl"} & loaded
+
+
+def test_version_and_help_import_only_what_they_need() -> None:
+    for argv in (["version"], ["--help"]):
+        loaded = _modules_after(
+            "import contextlib, io\nfrom rolesanywhere.cli import main\n"
+            f"with contextlib.redirect_stdout(io.StringIO()): main({argv!r})"
+        )
+        assert not {"httpx", "cryptography", "asyncio", "ssl", "sqlite3"} & loaded, argv
+
+
+def test_credential_process_does_not_import_httpx_or_asyncio() -> None:
+    loaded = _modules_after(
+        "import contextlib, io\nfrom rolesanywhere.cli import main\n"
+        "with contextlib.redirect_stderr(io.StringIO()): main(['credential-process',"
+        " '--trust-anchor-arn', 'x', '--profile-arn', 'y', '--role-arn', 'z'])\n"
+        "import rolesanywhere.client, rolesanywhere.identity, rolesanywhere.transport"
+    )
+    assert not {"httpx", "asyncio", "sqlite3"} & loaded
