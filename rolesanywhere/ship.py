@@ -49,7 +49,10 @@ def _stop_on_signals(stop: threading.Event, install: bool) -> Iterator[None]:
 
 
 def _bar(done: int, total: int, events: int, width: int = 30) -> str:
-    fraction = 1.0 if total <= 0 else min(done / total, 1.0)
+    if total <= 0:
+        fraction = 1.0 if done else 0.0
+    else:
+        fraction = min(done / total, 1.0)
     filled = int(fraction * width)
     return f"\r[{'#' * filled}{'.' * (width - filled)}] {fraction:5.1%} {events:,} events"
 
@@ -63,21 +66,35 @@ class _Progress:
         self.bar = once and err.isatty()
         self.total = total
         self.next_status = time.monotonic() + interval
+        self.next_bar = 0.0
 
     def tick(self, shipper: Shipper, tailer: Tailer) -> None:
         if self.bar:
-            delivered = shipper.stats()
-            done = self.total - tailer.lag_bytes() - tailer.uncommitted_bytes()
-            self.err.write(_bar(done, self.total, delivered.events_delivered))
-            self.err.flush()
+            now = time.monotonic()
+            if now < self.next_bar:
+                return
+            self.next_bar = now + 0.1
+            self.draw(shipper, tailer.lag_bytes())
             return
         now = time.monotonic()
         if self.interval > 0 and now >= self.next_status:
             self.next_status = now + self.interval
             print(f"ship: {shipper.status_line()}, lag {tailer.lag_bytes():,} B", file=self.err)
 
-    def end(self) -> None:
+    def draw(self, shipper: Shipper, lag: int) -> None:
+        """Delivered events against an estimate of all of them (from the bytes per event read
+        so far and the bytes still unread)."""
+        stats = shipper.stats()
+        read = self.total - lag
+        submitted = stats.events_submitted
+        estimate = submitted + (lag * submitted / read if read > 0 and submitted else 0)
+        done = stats.events_delivered + stats.events_quarantined
+        self.err.write(_bar(round(done), round(estimate), stats.events_delivered))
+        self.err.flush()
+
+    def end(self, shipper: Shipper, lag: int) -> None:
         if self.bar:
+            self.draw(shipper, lag)
             self.err.write("\n")
 
 
@@ -130,7 +147,7 @@ def run_ship(
                 progress.tick(shipper, tailer)
     finally:
         settled = shipper.close(timeout=_CLOSE_TIMEOUT)
-        progress.end()
+        progress.end(shipper, tailer.lag_bytes())
         tailer.close()
         refresher.close()
     stats = shipper.stats()
