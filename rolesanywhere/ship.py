@@ -48,11 +48,21 @@ def _stop_on_signals(stop: threading.Event, install: bool) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def _long_lines(tailer: Tailer) -> str:
+    """What the tailer did to lines over the length limit, when it did anything."""
+    stats = tailer.stats()
+    parts = []
+    if stats.long_lines_truncated:
+        parts.append(
+            f"{stats.long_lines_truncated:,} long lines cut ({stats.bytes_dropped:,} B dropped)"
+        )
+    if stats.long_lines_split:
+        parts.append(f"{stats.long_lines_split:,} long lines split")
+    return "".join(f", {part}" for part in parts)
+
+
 def _bar(done: int, total: int, events: int, width: int = 30) -> str:
-    if total <= 0:
-        fraction = 1.0 if done else 0.0
-    else:
-        fraction = min(done / total, 1.0)
+    fraction = (1.0 if done else 0.0) if total <= 0 else min(done / total, 1.0)
     filled = int(fraction * width)
     return f"\r[{'#' * filled}{'.' * (width - filled)}] {fraction:5.1%} {events:,} events"
 
@@ -79,7 +89,10 @@ class _Progress:
         now = time.monotonic()
         if self.interval > 0 and now >= self.next_status:
             self.next_status = now + self.interval
-            print(f"ship: {shipper.status_line()}, lag {tailer.lag_bytes():,} B", file=self.err)
+            print(
+                f"ship: {shipper.status_line()}, lag {tailer.lag_bytes():,} B{_long_lines(tailer)}",
+                file=self.err,
+            )
 
     def draw(self, shipper: Shipper, lag: int) -> None:
         """Delivered events against an estimate of all of them (from the bytes per event read
@@ -130,13 +143,20 @@ def run_ship(
         long_lines=config.long_lines,
         exclude=config.exclude_paths,
     )
-    shipper = Shipper(ShipperConfig.from_ship_config(config), auth, on_settled=tailer.commit)
+    # One request in flight, and each tail chunk (a quarter batch) sent whole in one request:
+    # after a crash the duplicates are at most the batch that was in flight.
+    shipper = Shipper(
+        ShipperConfig.from_ship_config(config, max_in_flight=1, whole_submissions=True),
+        auth,
+        on_settled=tailer.commit,
+    )
+    chunk_bytes = max(config.batch_bytes // 4, 4096)
     progress = _Progress(err, status_interval, once, tailer.lag_bytes())
     started = time.monotonic()
     try:
         with _stop_on_signals(stop, install_signals):
             while not stop.is_set():
-                chunks = tailer.poll(max_bytes=config.batch_bytes)
+                chunks = tailer.poll(max_bytes=chunk_bytes)
                 if chunks:
                     shipper.submit_chunks(chunks)
                 elif once:  # every file is read to its end: done once all of it is settled
@@ -148,6 +168,7 @@ def run_ship(
     finally:
         settled = shipper.close(timeout=_CLOSE_TIMEOUT)
         progress.end(shipper, tailer.lag_bytes())
+        long_lines = _long_lines(tailer)
         tailer.close()
         refresher.close()
     stats = shipper.stats()
@@ -156,7 +177,7 @@ def run_ship(
         f"ship: done in {elapsed:.1f} s: {stats.events_delivered:,} events delivered "
         f"({stats.events_delivered / elapsed:,.0f}/s), {stats.events_quarantined:,} quarantined "
         f"to {shipper.dead_letter_path}, {stats.truncated_events:,} truncated, "
-        f"{sum(stats.retries.values()):,} retries"
+        f"{sum(stats.retries.values()):,} retries{long_lines}"
         + ("" if settled else f", {stats.abandoned_events:,} left for the next run"),
         file=err,
     )

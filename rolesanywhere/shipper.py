@@ -156,6 +156,10 @@ class ShipperConfig:
     max_pending_bytes: int = 8 << 20
     #: Concurrent requests (worker threads or tasks).
     max_in_flight: int = 2
+    #: Start a new batch rather than split a submission that would fit whole in one: with one
+    #: submission per tail chunk, a chunk is then settled by a single request, which bounds the
+    #: duplicates after a crash to what was in flight (``ship`` turns this on).
+    whole_submissions: bool = False
     #: Retries of one request after its first attempt; ``None``: until delivered.
     retry_limit: int | None = None
     #: First backoff ceiling (seconds), doubled per retry up to ``backoff_max``; full jitter.
@@ -734,6 +738,14 @@ class _Core:
         max_events = self.config.batch_events or 1 << 62
         batch = self.open
         i, total = 0, len(items)
+        if batch is not None and batch.items and self.config.whole_submissions:
+            need = encoded.nbytes + total  # the items and their separators
+            fits_alone = need + 1 <= limit and total <= max_events
+            fits_here = batch.body_size + need <= limit and len(batch.items) + total <= max_events
+            if fits_alone and not fits_here:
+                self.ready.append(batch)
+                batch = None
+                wake = True
         while i < total:
             if batch is None:
                 batch = _Batch([], [], 0, now)

@@ -363,6 +363,29 @@ def test_batches_by_size_never_exceed_the_limit_and_keep_order(tmp_path: Path) -
         assert size + 1 + len(first) > limit
 
 
+@pytest.mark.parametrize("whole", [False, True])
+def test_whole_submissions_are_not_split_across_batches(tmp_path: Path, whole: bool) -> None:
+    config = make_config(tmp_path, batch_bytes=4096, whole_submissions=whole)
+    encoder, core = _Encoder(config), _Core(config)
+    tickets = [_Ticket(n) for n in range(12)]
+    for n, ticket in enumerate(tickets):  # submissions of ~1.2 KiB: three fit in a batch
+        core.add(
+            encoder.encode([b"x" * 100 + b" %d" % i for i in range(9)], None, 1.0), ticket, 0.0
+        )
+        core.seal(ticket)
+        assert n == ticket.token
+    batches = []
+    while (batch := core.take(1e9)) is not None:
+        batches.append(batch)
+    assert max(len(core.body(b)) for b in batches) <= 4096
+    spans = [len({id(run[0]) for run in b.runs}) for b in batches]
+    straddling = [t for t in tickets if sum(any(r[0] is t for r in b.runs) for b in batches) > 1]
+    if whole:
+        assert not straddling and max(spans) == 3
+    else:
+        assert straddling  # greedy packing splits some submissions
+
+
 def test_batches_by_count(tmp_path: Path) -> None:
     server = Server()
     config = make_config(tmp_path, batch_events=7, max_in_flight=1)

@@ -39,7 +39,8 @@ checked in this order, the first failure answering:
 5. the uncompressed body over ``split_threshold`` (when set): 413, to exercise client splitting;
 6. the body: UTF-8, one JSON array of JSON objects (a bare object, NDJSON, trailing data,
    ``NaN``, non-object elements, invalid UTF-8 or JSON: 400); more than ``max_batch_events``
-   events (when set): 413 (the buffer cannot hold them);
+   events (when set): 413 (the buffer cannot hold them); an event for which ``reject_if(event)``
+   is true (when set): 400, as Data Prepper refuses a record it cannot process;
 7. with ``persistent_buffering=True``, an uncompressed body over ``persistent_chunk_bytes``
    (1 MiB) is re-split into chunks and every event whose own JSON exceeds that size is dropped
    *silently*, still answering 200 (counted in :attr:`OsisEmulator.dropped_events`);
@@ -601,6 +602,7 @@ class OsisEmulator(ServedEmulator):
         persistent_chunk_bytes: int = PERSISTENT_CHUNK_BYTES,
         split_threshold: int | None = None,
         max_batch_events: int | None = None,
+        reject_if: Callable[[Mapping[str, Any]], bool] | None = None,
         fault_rate: float = 0.0,
         fault_statuses: Sequence[int] = FAULT_STATUSES,
         seed: int | None = None,
@@ -637,6 +639,8 @@ class OsisEmulator(ServedEmulator):
         self.persistent_chunk_bytes = persistent_chunk_bytes
         self.split_threshold = split_threshold
         self.max_batch_events = max_batch_events
+        #: Called with each parsed event; true: the request is answered 400 (poisoned record).
+        self.reject_if = reject_if
         self.fault_rate = fault_rate
         self.fault_statuses = tuple(fault_statuses)
         self.record_requests = record_requests
@@ -979,6 +983,13 @@ class OsisEmulator(ServedEmulator):
                     f"Request Entity Too Large: {len(events)} records, the buffer holds "
                     f"{self.max_batch_events}",
                 )
+            reject_if = self.reject_if
+            if reject_if is not None:
+                for position, event in enumerate(events):
+                    if reject_if(event):
+                        raise _BadBody(
+                            400, f"Bad request: element {position} of the array was refused"
+                        )
         except _BadBody as bad:
             return _plain(bad.status, bad.message)
         chunks, dropped = 1, 0
