@@ -1101,7 +1101,12 @@ class _ShellBase:
                 detail = _one_line(response.text)
             except Exception:
                 detail = ""
-        return _Answer(status, "http", detail, _retry_after(response.headers.get("retry-after")))
+        answer = _Answer(status, "http", detail, _retry_after(response.headers.get("retry-after")))
+        # httpx leaves the response and its stream referring to each other: only the cycle
+        # collector would free them, and the ~1 MiB request body hanging off them, so sent
+        # bodies would pile up between collections. Cut the cycle now.
+        response.stream = httpx.ByteStream(b"")
+        return answer
 
     def _invalidate(self, response: httpx.Response) -> None:
         """After a 401/403 that ``SigV4Auth`` did not fix: refresh before the next attempt."""
