@@ -1067,6 +1067,8 @@ class _ShellBase:
         self.auth = auth
         self.on_settled = on_settled
         self._core = _Core(config, clock=clock, rand=rand)
+        #: Callbacks with tokens taken from the core but not yet called (``flush`` waits).
+        self._calling = 0
         self._clock = clock
         self._dead_letter = DeadLetterFile(config.resolved_dead_letter_path())
         headers = {"Content-Type": "application/json", "User-Agent": f"{USER_AGENT} shipper"}
@@ -1081,6 +1083,14 @@ class _ShellBase:
     @property
     def dead_letter_path(self) -> str:
         return self._dead_letter.path
+
+    def _take_completed(self) -> list[Any]:
+        """Settled tokens to call back (lock held); ``flush`` waits for their callback."""
+        done = self._core.take_completed()
+        if done and self.on_settled is not None:
+            self._calling += 1
+            return done
+        return []
 
     def _client_options(self) -> dict[str, Any]:
         return {
@@ -1192,7 +1202,6 @@ class Shipper(_ShellBase):
         self._callback_lock = threading.Lock()
         self._abort = threading.Event()
         self._stopping = False
-        self._calling = 0  # callbacks with tokens taken from the core but not yet called
         self._threads = [
             threading.Thread(target=self._worker, name=f"rolesanywhere-shipper-{i}", daemon=True)
             for i in range(config.max_in_flight)
@@ -1382,14 +1391,6 @@ class Shipper(_ShellBase):
             return self._failure(exc)
         return self._answer(response)
 
-    def _take_completed(self) -> list[Any]:
-        """Settled tokens to call back (lock held); ``flush`` waits for their callback."""
-        done = self._core.take_completed()
-        if done and self.on_settled is not None:
-            self._calling += 1
-            return done
-        return []
-
     def _call_back(self, tokens: list[Any]) -> None:
         if not tokens or self.on_settled is None:
             return
@@ -1434,7 +1435,6 @@ class AsyncShipper(_ShellBase):
         self._tasks: list[asyncio.Task[None]] = []
         self._abort = asyncio.Event()
         self._stopping = False
-        self._calling = 0
 
     def start(self) -> None:
         """Start the worker tasks on the running event loop (done by ``submit`` if needed)."""
@@ -1617,13 +1617,6 @@ class AsyncShipper(_ShellBase):
         except Exception as exc:
             return self._failure(exc)
         return self._answer(response)
-
-    def _take_completed(self) -> list[Any]:
-        done = self._core.take_completed()
-        if done and self.on_settled is not None:
-            self._calling += 1
-            return done
-        return []
 
     async def _call_back(self, tokens: list[Any]) -> None:
         if not tokens or self.on_settled is None:
