@@ -19,6 +19,7 @@ signature is stale invalidates the credentials, re-signs with fresh ones and ret
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import AsyncGenerator, Generator, Iterable
@@ -52,6 +53,7 @@ class UnsignableBodyError(RolesAnywhereError):
     """The body is a one-shot stream: it can neither be hashed and replayed nor sent unsigned."""
 
 
+@functools.lru_cache(maxsize=256)
 def region_from_host(host: str) -> str | None:
     """The AWS region named in a standard host name, or ``None``.
 
