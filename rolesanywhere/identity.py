@@ -17,16 +17,16 @@ import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
+from . import der as _derlib
 from .errors import (
     CertificateValidityError,
     KeyMismatchError,
@@ -53,9 +53,30 @@ __all__ = [
 ]
 
 Password = str | bytes | None
-CertificateInput = SourceSpec | x509.Certificate
-KeyInput = SourceSpec | SigningKey | PrivateKeyTypes
-IntermediatesInput = SourceSpec | Sequence[x509.Certificate]
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    CertificateInput = SourceSpec | x509.Certificate
+    KeyInput = SourceSpec | SigningKey | PrivateKeyTypes
+    IntermediatesInput = SourceSpec | Sequence[x509.Certificate]
+
+
+def __getattr__(name: str) -> Any:
+    # The input aliases mention x509.Certificate: build them on first use so that importing
+    # this module does not import cryptography.x509.
+    if name not in {"CertificateInput", "KeyInput", "IntermediatesInput"}:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from cryptography import x509
+
+    aliases = {
+        "CertificateInput": SourceSpec | x509.Certificate,
+        "KeyInput": SourceSpec | SigningKey | PrivateKeyTypes,
+        "IntermediatesInput": SourceSpec | Sequence[x509.Certificate],
+    }
+    globals().update(aliases)
+    return aliases[name]
+
 
 _SPEC_TYPES = (str, bytes, bytearray, memoryview, os.PathLike)
 _HOW_TO_UNLOCK = (
@@ -186,6 +207,8 @@ def _password_bytes(password: Password) -> bytes | None:
 
 
 def _parse_der_certificate(der: bytes, label: str, source: str) -> x509.Certificate:
+    from cryptography import x509
+
     try:
         cert = x509.load_der_x509_certificate(der)
         # Touch the fields the library uses so malformed ones fail here, not later.
@@ -315,17 +338,33 @@ def _parse_private_key(data: bytes, password: bytes | None, source: str) -> Priv
             source=source,
         )
     encrypted = _is_encrypted_pkcs8_der(data)
-    if not encrypted:
-        try:
-            x509.load_der_x509_certificate(data)
-        except Exception:  # noqa: S110 - not a certificate: carry on as a key
-            pass
-        else:
-            raise SourceError(
-                f"{label} holds a certificate, not a private key: pass the private key file",
-                source=source,
-            )
+    if not encrypted and _looks_like_certificate(data):
+        raise SourceError(
+            f"{label} holds a certificate, not a private key: pass the private key file",
+            source=source,
+        )
     return _decrypt_key(data, False, encrypted, password, label, source)
+
+
+def _looks_like_certificate(data: bytes) -> bool:
+    try:
+        _derlib.parse_certificate(data)
+    except SourceError:
+        pass
+    else:
+        return True
+    # Every key format starts SEQUENCE { INTEGER ...; a certificate SEQUENCE { SEQUENCE ...:
+    # only ask cryptography about the latter.
+    outer = _der_content(data)
+    if outer is None or outer[0] != 0x30 or data[outer[1] : outer[1] + 1] != b"\x30":
+        return False
+    from cryptography import x509
+
+    try:
+        x509.load_der_x509_certificate(data)
+    except Exception:
+        return False
+    return True
 
 
 def load_private_key(data: bytes, password: Password, *, source: str) -> SigningKey:
@@ -435,28 +474,133 @@ def _iso(when: datetime) -> str:
 # --- the identity -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class Identity:
-    """A leaf certificate, the key that signs for it, and its intermediates (leaf excluded)."""
+    """A leaf certificate, the key that signs for it, and its intermediates (leaf excluded).
 
-    certificate: x509.Certificate
+    Frozen. Loaded by :meth:`load` from files, the certificates are kept as DER and parsed
+    with cryptography only when :attr:`certificate` or :attr:`chain` is first read.
+    """
+
+    __slots__ = (
+        "_certificate",
+        "_chain",
+        "_chain_der",
+        "_der",
+        "_fields",
+        "_lock",
+        "signing_key",
+        "source",
+    )
+
     signing_key: SigningKey
-    chain: tuple[x509.Certificate, ...] = ()
     #: Where the certificate came from (path, ``env:NAME``, ``-``…), for messages.
-    source: str = ""
-    _der: bytes = field(init=False, repr=False)
-    _chain_der: tuple[bytes, ...] = field(init=False, repr=False)
+    source: str
+    _certificate: x509.Certificate | None
+    _chain: tuple[x509.Certificate, ...] | None
+    _der: bytes
+    _chain_der: tuple[bytes, ...]
+    _fields: _derlib.CertificateFields | None
+    _lock: threading.Lock
 
-    def __post_init__(self) -> None:
-        der = serialization.Encoding.DER
-        object.__setattr__(self, "chain", tuple(self.chain))
-        object.__setattr__(self, "_der", self.certificate.public_bytes(der))
-        object.__setattr__(self, "_chain_der", tuple(c.public_bytes(der) for c in self.chain))
+    def __init__(
+        self,
+        certificate: x509.Certificate,
+        signing_key: SigningKey,
+        chain: Sequence[x509.Certificate] = (),
+        source: str = "",
+    ) -> None:
+        enc = serialization.Encoding.DER
+        chain = tuple(chain)
+        self._init(
+            certificate.public_bytes(enc),
+            tuple(c.public_bytes(enc) for c in chain),
+            signing_key,
+            source,
+            certificate=certificate,
+            chain=chain,
+        )
+
+    def _init(
+        self,
+        der: bytes,
+        chain_der: tuple[bytes, ...],
+        signing_key: SigningKey,
+        source: str,
+        *,
+        fields: _derlib.CertificateFields | None = None,
+        certificate: x509.Certificate | None = None,
+        chain: tuple[x509.Certificate, ...] | None = None,
+    ) -> None:
+        setter = object.__setattr__
+        setter(self, "signing_key", signing_key)
+        setter(self, "source", source)
+        setter(self, "_der", der)
+        setter(self, "_chain_der", chain_der)
+        setter(self, "_fields", fields)
+        setter(self, "_certificate", certificate)
+        setter(self, "_chain", chain)
+        setter(self, "_lock", threading.Lock())
+
+    @classmethod
+    def _from_der(
+        cls,
+        der: bytes,
+        fields: _derlib.CertificateFields,
+        signing_key: SigningKey,
+        chain_der: tuple[bytes, ...],
+        source: str,
+    ) -> Identity:
+        self = cls.__new__(cls)
+        self._init(der, chain_der, signing_key, source, fields=fields)
+        return self
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        """The leaf certificate (parsed with cryptography on first use)."""
+        cert = self._certificate
+        if cert is None:
+            from cryptography import x509
+
+            with self._lock:
+                cert = self._certificate
+                if cert is None:
+                    cert = x509.load_der_x509_certificate(self._der)
+                    object.__setattr__(self, "_certificate", cert)
+        return cert
+
+    def _parsed_chain(self) -> tuple[x509.Certificate, ...]:
+        chain = self._chain
+        if chain is None:
+            from cryptography import x509
+
+            with self._lock:
+                chain = self._chain
+                if chain is None:
+                    chain = tuple(x509.load_der_x509_certificate(d) for d in self._chain_der)
+                    object.__setattr__(self, "_chain", chain)
+        return chain
+
+    @property
+    def chain(self) -> tuple[x509.Certificate, ...]:
+        """The intermediates, leaf excluded (parsed with cryptography on first use; request
+        code uses :attr:`chain_der` / :attr:`chain_b64`, which need no parsing)."""
+        if self._chain is not None:
+            return self._chain
+        if not self._chain_der:
+            return ()
+        return self._parsed_chain()
 
     @property
     def serial_number(self) -> int:
         """The leaf's serial number (the SigV4 credential, in decimal)."""
-        return self.certificate.serial_number
+        fields = self._fields
+        return fields.serial_number if fields is not None else self.certificate.serial_number
 
     @property
     def certificate_der(self) -> bytes:
@@ -482,11 +626,13 @@ class Identity:
 
     @property
     def not_before(self) -> datetime:
-        return self.certificate.not_valid_before_utc
+        fields = self._fields
+        return fields.not_before if fields is not None else self.certificate.not_valid_before_utc
 
     @property
     def not_after(self) -> datetime:
-        return self.certificate.not_valid_after_utc
+        fields = self._fields
+        return fields.not_after if fields is not None else self.certificate.not_valid_after_utc
 
     def check_validity(self, now: datetime | None = None) -> None:
         """Raise :class:`CertificateValidityError` unless ``now`` is within the validity period."""
@@ -535,7 +681,9 @@ class Identity:
             f"could not load the identity from {describe(name)}: check the certificate and key",
             name,
         ):
-            identity = _load(cls, certificate, private_key, intermediates, password)
+            identity = _load_fast(cls, certificate, private_key, intermediates, password)
+            if identity is None:
+                identity = _load(cls, certificate, private_key, intermediates, password)
         if check_validity:
             identity.check_validity(now)
         return identity
@@ -550,6 +698,72 @@ def _source_name(spec: object) -> str:
     return "<certificate>"
 
 
+def _fast_certificates(data: bytes, source: str) -> list[tuple[bytes, _derlib.CertificateFields]]:
+    """(DER, fields) of every certificate in ``data`` read without cryptography.x509.
+
+    Raises :class:`SourceError` on anything unusual; the caller then takes the full path,
+    which gives the real error message.
+    """
+    if not _is_pem(data):
+        ders: list[bytes | None] = [bytes(data)]
+    else:
+        ders = [_pem_der(b.body) for b in _pem_blocks(data) if b.label in _CERT_LABELS]
+    out = []
+    for der in ders:
+        if der is None:
+            raise SourceError("not base64", source=source)
+        out.append((der, _derlib.parse_certificate(der, source=source)))
+    if not out:
+        raise SourceError("no certificate", source=source)
+    return out
+
+
+def _is_certificate_object(value: object) -> bool:
+    from cryptography import x509
+
+    return isinstance(value, x509.Certificate)
+
+
+def _load_fast(
+    cls: type[Identity],
+    certificate: object,
+    private_key: KeyInput | None,
+    intermediates: IntermediatesInput | None,
+    password: Password,
+) -> Identity | None:
+    """The common case (one certificate file, a key file, intermediates from a file or none)
+    without importing cryptography.x509; ``None`` for anything else, or on any problem with
+    the certificates, so that :func:`_load` handles it (and words the error)."""
+    if not (
+        isinstance(certificate, _SPEC_TYPES)
+        and isinstance(private_key, _SPEC_TYPES)
+        and (intermediates is None or isinstance(intermediates, _SPEC_TYPES))
+    ):
+        return None
+    src = read_source(certificate, what="certificate")
+    if not _is_pem(src.data) and _is_pkcs12(src.data):
+        return None
+    try:
+        certs = _fast_certificates(src.data, src.name)
+    except SourceError:
+        return None
+    if len(certs) != 1:
+        return None
+    key_src = read_source(private_key, what="private key")
+    key = load_private_key(key_src.data, _password_bytes(password), source=key_src.name)
+    der, fields = certs[0]
+    if fields.spki != _spki(key.public_key()):
+        return None  # a mismatch, or an unusual encoding of the key: let cryptography judge
+    chain_der: tuple[bytes, ...] = ()
+    if intermediates is not None:
+        chain_src = read_source(intermediates, what="intermediate certificates")
+        try:
+            chain_der = tuple(d for d, _ in _fast_certificates(chain_src.data, chain_src.name))
+        except SourceError:
+            return None
+    return cls._from_der(der, fields, key, chain_der, src.name)
+
+
 def _load(
     cls: type[Identity],
     certificate: CertificateInput,
@@ -559,11 +773,11 @@ def _load(
 ) -> Identity:
     pw = _password_bytes(password)
     embedded_key: SigningKey | None = None
-    if isinstance(certificate, x509.Certificate):
+    if not isinstance(certificate, _SPEC_TYPES) and _is_certificate_object(certificate):
         cert_name = "<certificate>"
         certs = [certificate]
     else:
-        src = read_source(certificate, what="certificate")
+        src = read_source(cast(SourceSpec, certificate), what="certificate")
         cert_name = src.name
         if not _is_pem(src.data) and _is_pkcs12(src.data):
             leaf, embedded_key, others = load_pkcs12(src.data, pw, source=cert_name)
@@ -616,7 +830,7 @@ def _load(
         chain = load_certificates(chain_src.data, source=chain_src.name)
     else:
         chain = list(intermediates)
-        if not all(isinstance(c, x509.Certificate) for c in chain):
+        if not all(_is_certificate_object(c) for c in chain):
             raise SourceError(
                 "intermediates must be a path, env:NAME, -, bytes or x509.Certificate objects",
                 source="<intermediates>",

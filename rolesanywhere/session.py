@@ -241,7 +241,7 @@ def _create_session_template(
         ("X-Amz-Date", _DATE_SLOT),
         ("X-Amz-X509", identity.certificate_b64),
     ]
-    if identity.chain:
+    if identity.chain_der:
         headers.append(("X-Amz-X509-Chain", ",".join(identity.chain_b64)))
     request = HttpRequest("POST", endpoint.sessions_url(params.query), tuple(headers), params.body)
     canonical, signed = _canonical_x509(request, None, params.query)

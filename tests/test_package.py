@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import subprocess
 import sys
 
@@ -53,3 +54,32 @@ def test_credential_process_does_not_import_httpx_or_asyncio() -> None:
         "import rolesanywhere.client, rolesanywhere.identity, rolesanywhere.transport"
     )
     assert not {"httpx", "asyncio", "sqlite3"} & loaded
+
+
+def test_credential_process_from_files_does_not_import_cryptography_x509(
+    tmp_path: pathlib.Path,
+) -> None:
+    from rolesanywhere.testing.emulator import RolesAnywhereEmulator
+    from rolesanywhere.testing.pki import PKI, KeyFormat
+
+    pki = PKI(name="lazy x509")
+    leaf = pki.leaf()
+    cert, key, chain = tmp_path / "cert.pem", tmp_path / "key.der", tmp_path / "chain.pem"
+    cert.write_bytes(leaf.cert_pem())
+    key.write_bytes(leaf.key_bytes(KeyFormat.PKCS8_DER))
+    chain.write_bytes(pki.intermediate.cert_pem())
+    with RolesAnywhereEmulator.for_pki(pki) as emu:
+        argv = [
+            "credential-process",
+            "--certificate", str(cert), "--private-key", str(key), "--intermediates", str(chain),
+            "--trust-anchor-arn", emu.trust_anchor_arn, "--profile-arn", emu.profile_arn,
+            "--role-arn", emu.role_arn, "--endpoint", emu.url,
+        ]  # fmt: skip
+        code = (
+            "import contextlib, io, sys\nfrom rolesanywhere.cli import main\nout = io.StringIO()\n"
+            f"with contextlib.redirect_stdout(out): status = main({argv!r})\n"
+            "assert status == 0 and 'AccessKeyId' in out.getvalue(), out.getvalue()"
+        )
+        loaded = _modules_after(code)
+    assert "rolesanywhere.identity" in loaded
+    assert not {m for m in loaded if m.startswith("cryptography.x509")}
