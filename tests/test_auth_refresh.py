@@ -18,8 +18,6 @@ import httpx
 import pytest
 
 from rolesanywhere.auth import SigV4Auth
-from rolesanywhere.client import RolesAnywhereClient
-from rolesanywhere.identity import Identity
 from rolesanywhere.refresh import RefreshingCredentials
 from rolesanywhere.retry import RetryPolicy
 from rolesanywhere.testing import emulator as emulator_module
@@ -67,20 +65,10 @@ def clock(
 def auth(
     rolesanywhere_emulator: RolesAnywhereEmulator, rolesanywhere_pki: PKI, clock: FakeClock
 ) -> Iterator[SigV4Auth]:
-    leaf = rolesanywhere_pki.leaf("ec-p256")
-    identity = Identity.load(
-        leaf.cert_pem(), leaf.key_bytes(), rolesanywhere_pki.intermediate.cert_pem()
-    )
-    emu = rolesanywhere_emulator
+    identity = rolesanywhere_pki.leaf("ec-p256").identity()
     with (
-        RolesAnywhereClient(
-            identity,
-            trust_anchor_arn=emu.trust_anchor_arn,
-            profile_arn=emu.profile_arn,
-            role_arn=emu.role_arn,
-            endpoint=emu.url,
-            duration_seconds=900,
-            retry=RetryPolicy(max_attempts=1),
+        rolesanywhere_emulator.client(
+            identity, duration_seconds=900, retry=RetryPolicy(max_attempts=1)
         ) as client,
         RefreshingCredentials(client, clock=clock) as refresher,
     ):

@@ -276,7 +276,7 @@ def client_for(emu: RolesAnywhereEmulator, identity: Identity, cls: type, **kw: 
 @pytest.fixture(scope="module")
 def identity(pki: PKI) -> Identity:
     leaf = pki.leaf("ec-p256")
-    return Identity.load(leaf.cert_pem(), leaf.key_bytes(), pki.intermediate.cert_pem())
+    return leaf.identity()
 
 
 @pytest.mark.parametrize("status", [500, 429])

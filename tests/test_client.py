@@ -45,7 +45,7 @@ OK_BODY = {
 def identity() -> Identity:
     pki = PKI()
     leaf = pki.leaf("ec-p256")
-    return Identity.load(leaf.cert_pem(), leaf.key_bytes(), pki.intermediate.cert_pem())
+    return leaf.identity()
 
 
 @pytest.fixture

@@ -21,8 +21,6 @@ import httpx
 import pytest
 
 from rolesanywhere.auth import SigV4Auth
-from rolesanywhere.client import RolesAnywhereClient
-from rolesanywhere.identity import Identity
 from rolesanywhere.loghandler import OsisHandler
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.osis import OsisEmulator
@@ -249,18 +247,7 @@ def test_against_the_osis_emulator_with_sigv4(
     app_logger: logging.Logger,
 ) -> None:
     emu = rolesanywhere_emulator
-    leaf = rolesanywhere_pki.leaf("ec-p256")
-    identity = Identity.load(
-        leaf.cert_pem(), leaf.key_bytes(), rolesanywhere_pki.intermediate.cert_pem()
-    )
-    client = RolesAnywhereClient(
-        identity,
-        trust_anchor_arn=emu.trust_anchor_arn,
-        profile_arn=emu.profile_arn,
-        role_arn=emu.role_arn,
-        endpoint=emu.url,
-        proxy_from_env=False,
-    )
+    client = emu.client(rolesanywhere_pki.leaf("ec-p256").identity())
     auth = SigV4Auth(client, service="osis", region=emu.region)
     handler = OsisHandler(
         rolesanywhere_osis.ingest_url,

@@ -26,9 +26,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
-from rolesanywhere.client import RolesAnywhereClient
 from rolesanywhere.credentials import Credentials
-from rolesanywhere.identity import Identity
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.osis import (
     CredentialRegistry,
@@ -57,17 +55,7 @@ def ra(pki: PKI) -> Iterator[RolesAnywhereEmulator]:
 
 
 def create_session(emu: RolesAnywhereEmulator, pki: PKI) -> Credentials:
-    leaf = pki.leaf("ec-p256")
-    identity = Identity.load(leaf.cert_pem(), leaf.key_bytes(), pki.intermediate.cert_pem())
-    client = RolesAnywhereClient(
-        identity,
-        trust_anchor_arn=emu.trust_anchor_arn,
-        profile_arn=emu.profile_arn,
-        role_arn=emu.role_arn,
-        endpoint=emu.url,
-        proxy_from_env=False,
-    )
-    with client:
+    with emu.client(pki.leaf("ec-p256").identity()) as client:
         return client.create_session()
 
 

@@ -573,23 +573,13 @@ def shared_clock(
 @pytest.fixture
 def identity(rolesanywhere_pki: PKI) -> Identity:
     leaf = rolesanywhere_pki.leaf("ec-p256")
-    return Identity.load(
-        leaf.cert_pem(), leaf.key_bytes(), rolesanywhere_pki.intermediate.cert_pem()
-    )
+    return leaf.identity()
 
 
 def client_for(
     emu: RolesAnywhereEmulator, identity: Identity, duration: int = 900
 ) -> RolesAnywhereClient:
-    return RolesAnywhereClient(
-        identity,
-        trust_anchor_arn=emu.trust_anchor_arn,
-        profile_arn=emu.profile_arn,
-        role_arn=emu.role_arn,
-        endpoint=emu.url,
-        duration_seconds=duration,
-        retry=ONE_ATTEMPT,
-    )
+    return emu.client(identity, duration_seconds=duration, retry=ONE_ATTEMPT)
 
 
 @pytest.fixture

@@ -29,10 +29,8 @@ import httpx
 import pytest
 
 from rolesanywhere.auth import SigV4Auth
-from rolesanywhere.client import RolesAnywhereClient
 from rolesanywhere.credentials import Credentials
 from rolesanywhere.errors import InvalidParameterError
-from rolesanywhere.identity import Identity
 from rolesanywhere.shipconfig import ShipConfig
 from rolesanywhere.shipper import (
     MAX_BATCH_BYTES,
@@ -142,16 +140,7 @@ def ra(pki: PKI) -> Iterator[RolesAnywhereEmulator]:
 
 @pytest.fixture
 def auth(ra: RolesAnywhereEmulator, pki: PKI) -> Iterator[SigV4Auth]:
-    leaf = pki.leaf("ec-p256")
-    identity = Identity.load(leaf.cert_pem(), leaf.key_bytes(), pki.intermediate.cert_pem())
-    with RolesAnywhereClient(
-        identity,
-        trust_anchor_arn=ra.trust_anchor_arn,
-        profile_arn=ra.profile_arn,
-        role_arn=ra.role_arn,
-        endpoint=ra.url,
-        proxy_from_env=False,
-    ) as client:
+    with ra.client(pki.leaf("ec-p256").identity()) as client:
         yield SigV4Auth(client, service="osis", region=REGION)
 
 
@@ -449,18 +438,7 @@ def test_https_endpoint_verified_with_a_ca_bundle_path(
     rolesanywhere_tls_osis: OsisEmulator,
 ) -> None:
     emu, osis = rolesanywhere_emulator, rolesanywhere_tls_osis
-    leaf = rolesanywhere_pki.leaf("ec-p256")
-    identity = Identity.load(
-        leaf.cert_pem(), leaf.key_bytes(), rolesanywhere_pki.intermediate.cert_pem()
-    )
-    with RolesAnywhereClient(
-        identity,
-        trust_anchor_arn=emu.trust_anchor_arn,
-        profile_arn=emu.profile_arn,
-        role_arn=emu.role_arn,
-        endpoint=emu.url,
-        proxy_from_env=False,
-    ) as client:
+    with emu.client(rolesanywhere_pki.leaf("ec-p256").identity()) as client:
         auth = SigV4Auth(client, service="osis", region=emu.region)
         assert osis.ingest_url.startswith("https://") and osis.ca_bundle is not None
         config = make_config(tmp_path, osis.ingest_url, verify=osis.ca_bundle)

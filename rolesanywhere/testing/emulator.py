@@ -53,6 +53,8 @@ from ._server import Answer, ServedEmulator, authorization_parameters, clock_ske
 from .pki import IssuedCert
 
 if TYPE_CHECKING:
+    from ..client import RolesAnywhereClient
+    from ..identity import Identity
     from ._server import Handler
     from .pki import PKI
 
@@ -397,6 +399,22 @@ class RolesAnywhereEmulator(ServedEmulator):
             self._requests.clear()
             self._faults.clear()
         self.delay = 0.0
+
+    def client(self, identity: Identity, **options: Any) -> RolesAnywhereClient:
+        """A :class:`~rolesanywhere.client.RolesAnywhereClient` for this emulator's trust
+        anchor, profile and role (see :meth:`for_pki`), without proxies; ``options`` go to it
+        (``duration_seconds``, ``retry``, ``timeout``…)."""
+        from ..client import RolesAnywhereClient
+
+        options.setdefault("proxy_from_env", False)
+        return RolesAnywhereClient(
+            identity,
+            trust_anchor_arn=self.trust_anchor_arn,
+            profile_arn=self.profile_arn,
+            role_arn=self.role_arn,
+            endpoint=self.url,
+            **options,
+        )
 
     def lookup(self, access_key_id: str) -> IssuedCredentials | None:
         """The credentials issued under ``access_key_id``, or ``None`` (expired ones included)."""

@@ -22,13 +22,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12 as _pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+if TYPE_CHECKING:
+    from ..identity import Identity
 
 __all__ = [
     "KEY_TYPES",
@@ -268,6 +271,12 @@ class IssuedCert:
     def chain_pem(self) -> bytes:
         """The intermediates as one PEM bundle (empty bytes when there are none)."""
         return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in self.chain)
+
+    def identity(self) -> Identity:
+        """This certificate, its key and its intermediates as a loaded :class:`Identity`."""
+        from ..identity import Identity
+
+        return Identity.load(self.cert_pem(), self.key_bytes(), self.chain_pem() or None)
 
     def key_bytes(
         self, fmt: KeyFormat = KeyFormat.PKCS8_PEM, password: bytes | None = None
