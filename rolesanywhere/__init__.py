@@ -59,6 +59,8 @@ if TYPE_CHECKING:
     from .shipper import AsyncShipper, Shipper, ShipperConfig
     from .tail import Chunk, Tailer
 
+from . import errors as _errors  # tiny, no dependencies: its names need not be listed twice
+
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
@@ -90,28 +92,7 @@ _EXPORTS: dict[str, str] = {
     "build_create_session_request": "session",
     "parse_create_session_response": "session",
     "sign_x509": "session",
-    **{
-        name: "errors"
-        for name in (
-            "AccessDeniedError",
-            "CertificateValidityError",
-            "CredentialsError",
-            "IdentityError",
-            "InvalidParameterError",
-            "KeyMismatchError",
-            "NetworkError",
-            "PasswordRequiredError",
-            "RequestTimeoutError",
-            "ResourceNotFoundError",
-            "RolesAnywhereError",
-            "ServiceError",
-            "ServiceValidationError",
-            "SourceError",
-            "ThrottlingError",
-            "UnsupportedKeyError",
-            "WrongPasswordError",
-        )
-    },
+    **dict.fromkeys(_errors.__all__, "errors"),
 }
 
 __all__ = [

@@ -284,6 +284,14 @@ def test_200k_lines_through_faults_413s_and_an_expired_session_arrive_exactly_on
 # --- 2. kill -9 mid-stream, then resume ---------------------------------------------------------
 
 
+def big_log(tmp_path: Path, total: int, tag: str) -> tuple[list[str], Path, Path]:
+    """``total`` numbered lines written to ``big.log``; returns (lines, log path, state dir)."""
+    sent = numbered_lines(total, tag)
+    log = tmp_path / "big.log"
+    write_lines(log, sent)
+    return sent, log, tmp_path / "state"
+
+
 def test_kill_9_mid_stream_then_resume_loses_nothing_and_duplicates_at_most_in_flight(
     rolesanywhere_emulator: RolesAnywhereEmulator,
     rolesanywhere_osis: OsisEmulator,
@@ -292,10 +300,7 @@ def test_kill_9_mid_stream_then_resume_loses_nothing_and_duplicates_at_most_in_f
 ) -> None:
     ra, osis = rolesanywhere_emulator, rolesanywhere_osis
     total = 300_000
-    sent = numbered_lines(total, "crash")
-    log = tmp_path / "big.log"
-    write_lines(log, sent)
-    state = tmp_path / "state"
+    sent, log, state = big_log(tmp_path, total, "crash")
     batch = 64 * 1024
     argv = console_script() + ship_argv(
         [log], osis, state, "--batch-size", str(batch), *client_files.flags(ra)
@@ -353,10 +358,7 @@ def test_sigterm_stops_cleanly_and_the_next_run_loses_and_repeats_nothing(
 ) -> None:
     ra, osis = rolesanywhere_emulator, rolesanywhere_osis
     total = 300_000
-    sent = numbered_lines(total, "term")
-    log = tmp_path / "big.log"
-    write_lines(log, sent)
-    state = tmp_path / "state"
+    sent, log, state = big_log(tmp_path, total, "term")
     flags = ["--batch-size", str(64 * 1024), *client_files.flags(ra)]
     env = child_env(tmp_path)
     follow = console_script() + ship_argv([log], osis, state, *flags, once=False)
