@@ -6,10 +6,10 @@ Messages name the CLI flag to fix (``--trust-anchor-arn``…); ARNs are not secr
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from rolesanywhere.endpoints import PARTITION_NAMES, partition_for_region, show, split_fips_region
 from rolesanywhere.errors import InvalidParameterError
+from rolesanywhere.values import Value
 
 __all__ = [
     "MAX_DURATION_SECONDS",
@@ -42,15 +42,21 @@ _SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 _GENERIC_TEMPLATE = "arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE"
 
 
-@dataclass(frozen=True, slots=True)
-class Arn:
+class Arn(Value):
     """An Amazon Resource Name. Built by :meth:`parse`; the constructor does not validate."""
+
+    __slots__ = ("partition", "service", "region", "account", "resource")
 
     partition: str
     service: str
     region: str
     account: str
     resource: str
+
+    def __init__(
+        self, partition: str, service: str, region: str, account: str, resource: str
+    ) -> None:
+        super().__init__(partition, service, region, account, resource)
 
     @classmethod
     def parse(cls, text: str, *, what: str = "ARN") -> Arn:

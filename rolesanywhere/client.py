@@ -12,7 +12,6 @@ from __future__ import annotations
 import ssl
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Generic, Protocol, Self, TypeVar
 
@@ -38,6 +37,7 @@ from .transport import (
     TransportFailure,
     resolve_verify,
 )
+from .values import Value
 
 __all__ = [
     "AsyncRolesAnywhereClient",
@@ -53,36 +53,74 @@ class IdentitySource(Protocol):
     def get(self) -> Identity: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Send:
+class _Send(Value):
+    __slots__ = ("request", "timeout", "connect_timeout")
+
     request: SignedRequest
     timeout: float
     connect_timeout: float
 
+    def __init__(self, request: SignedRequest, timeout: float, connect_timeout: float) -> None:
+        super().__init__(request, timeout, connect_timeout)
 
-@dataclass(frozen=True, slots=True)
-class _Sleep:
+
+class _Sleep(Value):
+    __slots__ = ("seconds",)
+
     seconds: float
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
 
 
 _Outcome = Answer | TransportFailure
 _Flow = Generator[_Send | _Sleep, _Outcome | None, Credentials]
 
 
-@dataclass(slots=True)
-class ClientConfig:
+class ClientConfig(Value):
     """Everything a client needs, resolved and validated before any network call."""
+
+    __slots__ = (
+        "identity",
+        "params",
+        "endpoint",
+        "timeout",
+        "connect_timeout",
+        "retry",
+        "verify",
+        "proxy_from_env",
+        "debug",
+        "clock",
+    )
 
     identity: Identity | IdentitySource
     params: SessionParams
     endpoint: Endpoint
-    timeout: float = 30.0
-    connect_timeout: float = 5.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    verify: bool | str | ssl.SSLContext = True
-    proxy_from_env: bool = True
-    debug: Callable[[str], None] | None = None
-    clock: Callable[[], float] = time.monotonic
+    timeout: float
+    connect_timeout: float
+    retry: RetryPolicy
+    verify: bool | str | ssl.SSLContext
+    proxy_from_env: bool
+    debug: Callable[[str], None] | None
+    clock: Callable[[], float]
+
+    def __init__(
+        self,
+        identity: Identity | IdentitySource,
+        params: SessionParams,
+        endpoint: Endpoint,
+        timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        retry: RetryPolicy | None = None,
+        verify: bool | str | ssl.SSLContext = True,
+        proxy_from_env: bool = True,
+        debug: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(
+            identity, params, endpoint, timeout, connect_timeout, retry or RetryPolicy(),
+            verify, proxy_from_env, debug, clock,
+        )  # fmt: skip
 
     def current_identity(self) -> Identity:
         source = self.identity

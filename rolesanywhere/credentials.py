@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+from .values import Value
 
 __all__ = ["Credentials", "format_expiration", "go_json", "redact"]
 
@@ -19,23 +20,42 @@ def format_expiration(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True, slots=True)
-class Credentials:
+class Credentials(Value):
     """An access key, its secret, an optional session token and an optional expiry.
 
-    ``repr`` and ``str`` never show the secret or the token.
+    ``repr`` and ``str`` never show the secret or the token. Read-only; equality ignores
+    ``expiration_text``.
     """
 
-    access_key_id: str
-    secret_access_key: str = field(repr=False)
-    session_token: str | None = field(default=None, repr=False)
-    expiration: datetime | None = None
-    #: The expiry exactly as the service wrote it, echoed by :meth:`to_process_json`.
-    expiration_text: str | None = field(default=None, repr=False, compare=False)
+    __slots__ = (
+        "access_key_id",
+        "secret_access_key",
+        "session_token",
+        "expiration",
+        "expiration_text",
+    )
+    _uncompared = frozenset({"expiration_text"})
 
-    def __post_init__(self) -> None:
-        if self.expiration is not None and self.expiration.tzinfo is None:
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None
+    expiration: datetime | None
+    #: The expiry exactly as the service wrote it, echoed by :meth:`to_process_json`.
+    expiration_text: str | None
+
+    def __init__(
+        self,
+        access_key_id: str,
+        secret_access_key: str,
+        session_token: str | None = None,
+        expiration: datetime | None = None,
+        expiration_text: str | None = None,
+    ) -> None:
+        if expiration is not None and expiration.tzinfo is None:
             raise ValueError("Credentials.expiration must be a timezone-aware datetime")
+        super().__init__(
+            access_key_id, secret_access_key, session_token, expiration, expiration_text
+        )
 
     def __repr__(self) -> str:
         return (

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from rolesanywhere.errors import InvalidParameterError
+from rolesanywhere.values import Value
 
 __all__ = [
     "PARTITIONS",
@@ -37,13 +37,17 @@ _IPV6 = re.compile(r"[0-9a-f:.]+(?:%[A-Za-z0-9._~-]+)?", re.ASCII)
 _SHOW_LIMIT = 120
 
 
-@dataclass(frozen=True, slots=True)
-class Partition:
+class Partition(Value):
     """An AWS partition: its name and the DNS suffixes of its regular and dual-stack hosts."""
+
+    __slots__ = ("name", "dns_suffix", "dualstack_dns_suffix")
 
     name: str
     dns_suffix: str
     dualstack_dns_suffix: str
+
+    def __init__(self, name: str, dns_suffix: str, dualstack_dns_suffix: str) -> None:
+        super().__init__(name, dns_suffix, dualstack_dns_suffix)
 
 
 # (region pattern, partition); most specific first so ``us-gov-…`` is not read as ``us-…``.
@@ -74,13 +78,14 @@ def show(value: object) -> str:
     return text
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
+class Endpoint(Value):
     """The resolved CreateSession endpoint.
 
     ``fips`` and ``dualstack`` say which AWS host was chosen; both are ``False`` for a custom
     endpoint, whose host is the user's. ``signing_region`` is always the real region.
     """
+
+    __slots__ = ("url", "host", "path_prefix", "signing_region", "fips", "dualstack")
 
     url: str
     host: str
@@ -88,6 +93,17 @@ class Endpoint:
     signing_region: str
     fips: bool
     dualstack: bool
+
+    def __init__(
+        self,
+        url: str,
+        host: str,
+        path_prefix: str,
+        signing_region: str,
+        fips: bool,
+        dualstack: bool,
+    ) -> None:
+        super().__init__(url, host, path_prefix, signing_region, fips, dualstack)
 
     @property
     def sessions_path(self) -> str:

@@ -4,28 +4,33 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from .values import Value
 
 __all__ = ["RetryPolicy"]
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPolicy(Value):
     """How many attempts to make and how long to wait between them.
 
     The wait before attempt ``n + 1`` is uniform in ``[0, min(max_delay, base_delay * 2**(n-1))]``
     ("full jitter"), so many clients retrying at once spread out instead of stampeding.
     """
 
-    max_attempts: int = 3
-    base_delay: float = 0.2
-    max_delay: float = 5.0
+    __slots__ = ("max_attempts", "base_delay", "max_delay")
 
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
+    max_attempts: int
+    base_delay: float
+    max_delay: float
+
+    def __init__(
+        self, max_attempts: int = 3, base_delay: float = 0.2, max_delay: float = 5.0
+    ) -> None:
+        if max_attempts < 1:
             raise ValueError("RetryPolicy.max_attempts must be at least 1")
-        if self.base_delay < 0 or self.max_delay < 0:
+        if base_delay < 0 or max_delay < 0:
             raise ValueError("RetryPolicy delays must not be negative")
+        super().__init__(max_attempts, base_delay, max_delay)
 
     def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -33,6 +32,7 @@ from .errors import (
     ServiceValidationError,
     ThrottlingError,
 )
+from .values import Value
 
 if TYPE_CHECKING:
     from .endpoints import Endpoint
@@ -55,14 +55,20 @@ SERVICE = "rolesanywhere"
 UNSIGNED_HEADERS = frozenset({"authorization", "user-agent", "content-length", "connection"})
 
 
-@dataclass(frozen=True, slots=True)
-class HttpRequest:
+class HttpRequest(Value):
     """An HTTP request as bytes and strings; headers keep their order and may repeat."""
+
+    __slots__ = ("method", "url", "headers", "body")
 
     method: str
     url: str
     headers: tuple[tuple[str, str], ...]
-    body: bytes = b""
+    body: bytes
+
+    def __init__(
+        self, method: str, url: str, headers: tuple[tuple[str, str], ...], body: bytes = b""
+    ) -> None:
+        super().__init__(method, url, headers, body)
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (any case), or ``None``."""
@@ -73,53 +79,87 @@ class HttpRequest:
         return None
 
 
-@dataclass(frozen=True, slots=True)
 class SignedRequest(HttpRequest):
     """A signed request plus the intermediate strings, for ``--debug`` output."""
 
-    canonical_request: str = ""
-    string_to_sign: str = ""
+    __slots__ = ("canonical_request", "string_to_sign")
+
+    canonical_request: str
+    string_to_sign: str
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        headers: tuple[tuple[str, str], ...],
+        body: bytes = b"",
+        canonical_request: str = "",
+        string_to_sign: str = "",
+    ) -> None:
+        Value.__init__(self, method, url, headers, body, canonical_request, string_to_sign)
 
 
-@dataclass(frozen=True, slots=True)
-class SessionParams:
+class SessionParams(Value):
     """What to ask CreateSession for, validated on construction (before any network call)."""
+
+    __slots__ = (
+        "trust_anchor_arn",
+        "profile_arn",
+        "role_arn",
+        "region",
+        "duration_seconds",
+        "role_session_name",
+        "resolved_region",
+        "query",
+        "body",
+    )
+    _hidden = frozenset({"query", "body"})
 
     trust_anchor_arn: str
     profile_arn: str
     role_arn: str
-    region: str | None = None
-    duration_seconds: int = 3600
-    role_session_name: str | None = None
+    region: str | None
+    duration_seconds: int
+    role_session_name: str | None
     #: The region that goes in the credential scope and picks the endpoint, resolved from the
     #: ARNs when ``region`` is not given. May be a FIPS microformat such as ``us-gov-west-1-fips``.
-    resolved_region: str = field(init=False)
+    resolved_region: str
     #: The ARNs as a canonical (sorted, RFC 3986 encoded) query string, also the wire form.
-    query: str = field(init=False, repr=False)
+    query: str
     #: The compact JSON body: ``{"durationSeconds":3600}`` plus the session name when given.
-    body: bytes = field(init=False, repr=False)
+    body: bytes
 
-    def __post_init__(self) -> None:
-        anchor = parse_trust_anchor_arn(self.trust_anchor_arn)
-        profile = parse_profile_arn(self.profile_arn)
-        role = parse_role_arn(self.role_arn)
-        validate_duration(self.duration_seconds)
-        if self.role_session_name is not None:
-            validate_role_session_name(self.role_session_name)
-        region = resolve_region(anchor, profile, self.region, role_arn=role)
+    def __init__(
+        self,
+        trust_anchor_arn: str,
+        profile_arn: str,
+        role_arn: str,
+        region: str | None = None,
+        duration_seconds: int = 3600,
+        role_session_name: str | None = None,
+    ) -> None:
+        anchor = parse_trust_anchor_arn(trust_anchor_arn)
+        profile = parse_profile_arn(profile_arn)
+        role = parse_role_arn(role_arn)
+        validate_duration(duration_seconds)
+        if role_session_name is not None:
+            validate_role_session_name(role_session_name)
+        resolved = resolve_region(anchor, profile, region, role_arn=role)
         query = sigv4.canonical_query_from_pairs(
             [
-                ("profileArn", self.profile_arn),
-                ("roleArn", self.role_arn),
-                ("trustAnchorArn", self.trust_anchor_arn),
+                ("profileArn", profile_arn),
+                ("roleArn", role_arn),
+                ("trustAnchorArn", trust_anchor_arn),
             ]
         )
-        payload: dict[str, object] = {"durationSeconds": self.duration_seconds}
-        if self.role_session_name is not None:
-            payload["roleSessionName"] = self.role_session_name
+        payload: dict[str, object] = {"durationSeconds": duration_seconds}
+        if role_session_name is not None:
+            payload["roleSessionName"] = role_session_name
         body = json.dumps(payload, separators=(",", ":")).encode()
-        for name, value in (("resolved_region", region), ("query", query), ("body", body)):
-            object.__setattr__(self, name, value)
+        super().__init__(
+            trust_anchor_arn, profile_arn, role_arn, region, duration_seconds,
+            role_session_name, resolved, query, body,
+        )  # fmt: skip
 
 
 def _canonical_x509(
@@ -200,13 +240,14 @@ def sign_x509(
 _DATE_SLOT = "\x00x-amz-date\x00"
 
 
-@dataclass(frozen=True, slots=True)
-class _CreateSessionTemplate:
+class _CreateSessionTemplate(Value):
     """Everything about a CreateSession request that does not change from call to call.
 
     Built once per (identity, params, endpoint) with the date left as a slot, by the same
     canonicalisation as any other request; each call then only fills in the date and signs.
     """
+
+    __slots__ = ("request", "canonical", "signed", "identity", "serial", "region")
 
     request: HttpRequest
     canonical: tuple[str, str]
@@ -214,6 +255,17 @@ class _CreateSessionTemplate:
     identity: Identity
     serial: str
     region: str
+
+    def __init__(
+        self,
+        request: HttpRequest,
+        canonical: tuple[str, str],
+        signed: str,
+        identity: Identity,
+        serial: str,
+        region: str,
+    ) -> None:
+        super().__init__(request, canonical, signed, identity, serial, region)
 
     def sign(self, x_amz_date: str) -> SignedRequest:
         request = self.request

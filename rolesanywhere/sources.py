@@ -13,10 +13,10 @@ import os
 import re
 import sys
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SourceError
+from .values import Value
 
 __all__ = ["STDIN", "Source", "SourceSpec", "describe", "file_path", "read_source"]
 
@@ -33,14 +33,19 @@ _stdin_lock = threading.Lock()
 _stdin_data: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
+class Source(Value):
     """Bytes plus a name for messages (a path, ``env:NAME``, ``-`` or ``<bytes>``)."""
 
-    data: bytes = field(repr=False)
+    __slots__ = ("data", "name", "path")
+    _hidden = frozenset({"data"})
+
+    data: bytes
     name: str
     #: The file read, when the source is a file (lets callers watch it for changes).
-    path: Path | None = None
+    path: Path | None
+
+    def __init__(self, data: bytes, name: str, path: Path | None = None) -> None:
+        super().__init__(data, name, path)
 
     @property
     def label(self) -> str:

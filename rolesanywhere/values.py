@@ -1,0 +1,75 @@
+"""Small immutable records without :mod:`dataclasses`, for the modules a cold start imports.
+
+``import dataclasses`` imports :mod:`inspect`, and with it ``ast``, ``dis`` and ``tokenize``:
+about 20 ms of every ``aws_signing_helper credential-process`` on a small machine, a tenth of
+the whole command. The modules on that path (identity, CreateSession, the stdlib transport)
+declare their records on :class:`Value` instead; the rest of the package uses dataclasses.
+
+A subclass lists its fields in ``__slots__`` (a base's fields come first) and writes a typed
+``__init__`` that passes every field, in order, to ``super().__init__``. Instances are
+read-only; equality, hashing, ``repr``, copying and pickling follow the fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = ["Value"]
+
+
+class Value:
+    """Base of an immutable record whose fields are its ``__slots__``."""
+
+    __slots__ = ()
+    #: Every field, the bases' first (computed for each subclass).
+    _fields: ClassVar[tuple[str, ...]] = ()
+    #: Fields that ``repr`` leaves out (secrets, bulky bytes).
+    _hidden: ClassVar[frozenset[str]] = frozenset()
+    #: Fields that equality and hashing ignore.
+    _uncompared: ClassVar[frozenset[str]] = frozenset()
+    _compared: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__slots__", ())
+        cls._fields = cls._fields + ((own,) if isinstance(own, str) else tuple(own))
+        cls._compared = tuple(f for f in cls._fields if f not in cls._uncompared)
+
+    def __init__(self, *values: object) -> None:
+        if len(values) != len(self._fields):
+            raise TypeError(
+                f"{type(self).__name__} takes {len(self._fields)} values, got {len(values)}"
+            )
+        for name, value in zip(self._fields, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only: cannot assign to {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only: cannot delete {name!r}")
+
+    def _key(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self._compared)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Value)
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._key()))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={getattr(self, name)!r}" for name in self._fields if name not in self._hidden
+        )
+        return f"{type(self).__name__}({shown})"
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self._fields)
+
+    def __setstate__(self, state: tuple[object, ...]) -> None:
+        for name, value in zip(self._fields, state, strict=True):
+            object.__setattr__(self, name, value)
