@@ -189,7 +189,7 @@ def _credential_process(
             return self.identity
 
     verify = resolve_verify(not args.no_verify_ssl)
-    # One request per run: http.client starts faster than httpx; proxies need httpx.
+    # One request per run: our small HTTP/1.1 client starts faster than httpx; proxies need httpx.
     transport = None if args.with_proxy else StdlibTransport(verify=verify)
 
     def debug(text: str) -> None:

@@ -2,8 +2,9 @@
 
 The clients hand a transport a :class:`~rolesanywhere.session.HttpRequest` and get back an
 :class:`Answer` or a :class:`TransportFailure`; they never see a library-specific exception.
-:class:`StdlibTransport` uses ``http.client`` so that the ``credential-process`` command does not
-pay for importing httpx on every cold start; everything else uses httpx.
+:class:`StdlibTransport` uses the package's own small HTTP/1.1 client (:mod:`rolesanywhere.http11`)
+so that the ``credential-process`` command pays neither for importing httpx nor for ``http.client``
+(and the ``email`` package it pulls in) on every cold start; everything else uses httpx.
 """
 
 from __future__ import annotations
@@ -11,13 +12,11 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
-from urllib.parse import urlsplit
+
+from .http11 import ProtocolError, Response, fetch
 
 if TYPE_CHECKING:
-    import http.client
-
     import httpx
 
     from .session import HttpRequest
@@ -37,13 +36,9 @@ __all__ = [
 USER_AGENT = "rolesanywhere-python/0.1"
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """What came back: status, headers (in order, may repeat) and the whole body."""
-
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
+#: What came back: status, headers (in order, may repeat) and the whole body. Every transport
+#: answers with it; it is the record the stdlib transport's HTTP/1.1 parser builds.
+Answer = Response
 
 
 class TransportFailure(Exception):
@@ -193,9 +188,11 @@ class AsyncHttpxTransport(_HttpxBase["httpx.AsyncClient"]):
 
 
 class StdlibTransport:
-    """One request per connection over ``http.client``: no proxy support, cheap to import.
+    """One request per connection over :mod:`rolesanywhere.http11`: no proxy support, cheap to
+    import.
 
     Meant for short-lived processes (the ``credential-process`` command) that send one request.
+    ``connect_timeout`` bounds connecting and the TLS handshake, ``timeout`` each read and write.
     """
 
     def __init__(self, *, verify: bool | ssl.SSLContext = True) -> None:
@@ -205,48 +202,22 @@ class StdlibTransport:
             verify = ssl._create_unverified_context()  # noqa: S323 - the user opted out
         self._context = verify
 
-    def _connection(
-        self, url: str, connect_timeout: float
-    ) -> tuple[http.client.HTTPConnection, str]:
-        import http.client
-
-        parts = urlsplit(url)
-        target = parts.path or "/"
-        if parts.query:
-            target += "?" + parts.query
-        host = parts.hostname or ""
-        conn: http.client.HTTPConnection
-        if parts.scheme == "https":
-            conn = http.client.HTTPSConnection(
-                host, parts.port, timeout=connect_timeout, context=self._context
-            )
-        else:
-            conn = http.client.HTTPConnection(host, parts.port, timeout=connect_timeout)
-        return conn, target
-
     def send(self, request: HttpRequest, *, timeout: float, connect_timeout: float) -> Answer:
-        import http.client
-
-        conn, target = self._connection(request.url, connect_timeout)
         try:
-            conn.connect()
-            if conn.sock is not None:
-                conn.sock.settimeout(timeout)
-            conn.putrequest(request.method, target, skip_host=True, skip_accept_encoding=True)
-            for name, value in request.headers:
-                conn.putheader(name, value)
-            conn.putheader("User-Agent", USER_AGENT)
-            conn.putheader("Content-Length", str(len(request.body)))
-            conn.endheaders(request.body)
-            response = conn.getresponse()
-            body = response.read()
-            return Answer(response.status, tuple(response.getheaders()), body)
+            return fetch(
+                request.method,
+                request.url,
+                request.headers,
+                request.body,
+                context=self._context,
+                connect_timeout=connect_timeout,
+                timeout=timeout,
+                user_agent=USER_AGENT,
+            )
         except TimeoutError as exc:
             raise TransportFailure(_detail(exc), timed_out=True) from None
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, ProtocolError) as exc:
             raise TransportFailure(_detail(exc), timed_out=False) from None
-        finally:
-            conn.close()
 
     def close(self) -> None:
         return None
