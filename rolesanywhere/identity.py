@@ -17,14 +17,12 @@ import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import FrozenInstanceError, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from . import der as _derlib
 from .errors import (
@@ -36,8 +34,9 @@ from .errors import (
     UnsupportedKeyError,
     WrongPasswordError,
 )
-from .keys import SigningKey, SoftwareSigningKey
+from .keys import SigningKey, SoftwareSigningKey, private_key_from_fields, public_key_matches
 from .sources import SourceSpec, describe, file_path, read_source
+from .values import Value
 
 __all__ = [
     "CertificateInput",
@@ -53,9 +52,11 @@ __all__ = [
 ]
 
 Password = str | bytes | None
+_FastKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 if TYPE_CHECKING:
     from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
     CertificateInput = SourceSpec | x509.Certificate
     KeyInput = SourceSpec | SigningKey | PrivateKeyTypes
@@ -68,6 +69,7 @@ def __getattr__(name: str) -> Any:
     if name not in {"CertificateInput", "KeyInput", "IntermediatesInput"}:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
     aliases = {
         "CertificateInput": SourceSpec | x509.Certificate,
@@ -116,11 +118,17 @@ _KEY_LABELS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _PemBlock:
+class _PemBlock(Value):
+    __slots__ = ("label", "text", "body")
+
     label: str
+    #: The whole block, BEGIN and END lines included, and a newline.
     text: bytes
+    #: What lies between the BEGIN and END lines.
     body: bytes
+
+    def __init__(self, label: str, text: bytes, body: bytes) -> None:
+        super().__init__(label, text, body)
 
 
 def _pem_blocks(data: bytes) -> list[_PemBlock]:
@@ -258,6 +266,8 @@ def _signing_key(key: Any, label: str, source: str) -> SoftwareSigningKey:
 def _decrypt_key(
     data: bytes, pem: bool, encrypted: bool, password: bytes | None, label: str, source: str
 ) -> PrivateKeyTypes:
+    from cryptography.hazmat.primitives import serialization
+
     load = serialization.load_pem_private_key if pem else serialization.load_der_private_key
     if encrypted and password is None:
         raise PasswordRequiredError(
@@ -291,6 +301,49 @@ def _decrypt_key(
         if encrypted or "password" in str(exc).lower():
             raise wrong from None
         raise SourceError(_NO_KEY.format(src=label), source=source) from None
+
+
+# The common case, an unencrypted RSA or P-256/384/521 key, is read by rolesanywhere.der and
+# built from its numbers, which spares the import of cryptography's serialization module
+# (~35 ms). Anything else, or any doubt, goes to cryptography's loader, which words the errors.
+
+_FAST_FORMATS: dict[str, _derlib.PrivateKeyFormat] = {
+    "PRIVATE KEY": "pkcs8",
+    "RSA PRIVATE KEY": "pkcs1",
+    "EC PRIVATE KEY": "sec1",
+}
+#: A PEM body without headers: lines of base64, LF or CRLF, nothing else.
+_PLAIN_PEM_BODY = re.compile(rb"\r?\n(?:[A-Za-z0-9+/=]+\r?\n)+")
+
+
+def _fast_der_key(
+    der: bytes, key_format: _derlib.PrivateKeyFormat | None = None
+) -> _FastKey | None:
+    """The unencrypted key in ``der``, or ``None`` when the fast reader does not take it."""
+    try:
+        fields = _derlib.parse_private_key(der, key_format)
+    except SourceError:
+        return None
+    return private_key_from_fields(fields)
+
+
+def _fast_pem_key(block: _PemBlock) -> _FastKey | None:
+    """The key in an unencrypted PEM block, or ``None`` when the fast reader does not take it.
+
+    Only canonical base64 is read (what every tool writes), so that no body cryptography's
+    stricter PEM decoder would refuse is accepted here.
+    """
+    key_format = _FAST_FORMATS.get(block.label)
+    if key_format is None or not _PLAIN_PEM_BODY.fullmatch(block.body):
+        return None
+    text = block.body.replace(b"\r", b"").replace(b"\n", b"")
+    try:
+        der = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if base64.b64encode(der) != text:
+        return None
+    return _fast_der_key(der, key_format)
 
 
 def _check_dek_info(body: bytes, label: str, source: str) -> None:
@@ -330,6 +383,8 @@ def _parse_private_key(data: bytes, password: bytes | None, source: str) -> Priv
         if legacy:
             _check_dek_info(block.body, label, source)
         encrypted = legacy or block.label == "ENCRYPTED PRIVATE KEY"
+        if not encrypted and (key := _fast_pem_key(block)) is not None:
+            return key
         return _decrypt_key(block.text, True, encrypted, password, label, source)
     if _is_pkcs12(data):
         raise SourceError(
@@ -343,6 +398,8 @@ def _parse_private_key(data: bytes, password: bytes | None, source: str) -> Priv
             f"{label} holds a certificate, not a private key: pass the private key file",
             source=source,
         )
+    if not encrypted and (key := _fast_der_key(data)) is not None:
+        return key
     return _decrypt_key(data, False, encrypted, password, label, source)
 
 
@@ -447,9 +504,21 @@ def load_pkcs12(
 
 
 def _spki(key: PublicKeyTypes) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def _fast_match(spki: bytes, key: SigningKey) -> bool:
+    """Whether the certificate's SPKI is, exactly, ``key``'s public key (read with
+    rolesanywhere.der, so no serialization import); ``False`` for anything unusual."""
+    try:
+        fields = _derlib.parse_public_key(spki)
+    except SourceError:
+        return False
+    return public_key_matches(fields, key.public_key())
 
 
 def _matching_index(certs: Sequence[x509.Certificate], key: SigningKey) -> int | None:
@@ -509,6 +578,8 @@ class Identity:
         chain: Sequence[x509.Certificate] = (),
         source: str = "",
     ) -> None:
+        from cryptography.hazmat.primitives import serialization
+
         enc = serialization.Encoding.DER
         chain = tuple(chain)
         self._init(
@@ -555,10 +626,10 @@ class Identity:
         return self
 
     def __setattr__(self, name: str, value: object) -> None:
-        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        raise AttributeError(f"Identity is read-only: cannot assign to {name!r}")
 
     def __delattr__(self, name: str) -> None:
-        raise FrozenInstanceError(f"cannot delete field {name!r}")
+        raise AttributeError(f"Identity is read-only: cannot delete {name!r}")
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -752,7 +823,7 @@ def _load_fast(
     key_src = read_source(private_key, what="private key")
     key = load_private_key(key_src.data, _password_bytes(password), source=key_src.name)
     der, fields = certs[0]
-    if fields.spki != _spki(key.public_key()):
+    if not _fast_match(fields.spki, key):
         return None  # a mismatch, or an unusual encoding of the key: let cryptography judge
     chain_der: tuple[bytes, ...] = ()
     if intermediates is not None:

@@ -7,15 +7,19 @@ Request building only needs two things from a key: the Roles Anywhere algorithm 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
+from .der import ECPrivateKeyFields, PrivateKeyFields, PublicKeyFields, RSAPublicKeyFields
 from .errors import UnsupportedKeyError
+from .values import Value
+
+if TYPE_CHECKING:
+    # Only for annotations: the module imports every key type (DSA, X25519…).
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 __all__ = [
     "ALGORITHM_ECDSA",
@@ -37,7 +41,8 @@ RSA_BITS = (2048, 4096)
 
 _SHA256 = hashes.SHA256()
 _PKCS1 = padding.PKCS1v15()
-_ECDSA = ec.ECDSA(_SHA256)
+# ec.ECDSA(...) is made per call: constructing one imports cryptography's OpenSSL backend
+# module (~9 ms), which RSA keys never need.
 
 
 @runtime_checkable
@@ -87,12 +92,19 @@ def algorithm_for_public_key(
     )
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class SoftwareSigningKey:
+class SoftwareSigningKey(Value):
     """An RSA or EC private key held in memory by ``cryptography``."""
+
+    __slots__ = ("private_key", "algorithm")
+    _hidden = frozenset({"private_key"})
 
     private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
     algorithm: str
+
+    def __init__(
+        self, private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, algorithm: str
+    ) -> None:
+        super().__init__(private_key, algorithm)
 
     @classmethod
     def from_private_key(
@@ -106,7 +118,7 @@ class SoftwareSigningKey:
         key = self.private_key
         if isinstance(key, rsa.RSAPrivateKey):
             return key.sign(data, _PKCS1, _SHA256)
-        return key.sign(data, _ECDSA)
+        return key.sign(data, ec.ECDSA(_SHA256))
 
     def public_key(self) -> PublicKeyTypes:
         return self.private_key.public_key()
@@ -124,8 +136,66 @@ def verify_signature(
             public_key.verify(signature, data, _PKCS1, _SHA256)
             return True
         if algorithm == ALGORITHM_ECDSA and isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, data, _ECDSA)
+            public_key.verify(signature, data, ec.ECDSA(_SHA256))
             return True
     except InvalidSignature:
         return False
     return False
+
+
+# --- keys from their numbers (the fast path of identity loading) -------------------------------
+
+_CURVE_TYPES: dict[str, type[ec.EllipticCurve]] = {
+    "secp256r1": ec.SECP256R1,
+    "secp384r1": ec.SECP384R1,
+    "secp521r1": ec.SECP521R1,
+}
+
+
+def _uncompressed_point(key: ec.EllipticCurvePublicKey) -> bytes:
+    size = (key.curve.key_size + 7) // 8
+    numbers = key.public_numbers()
+    return b"\x04" + numbers.x.to_bytes(size, "big") + numbers.y.to_bytes(size, "big")
+
+
+def private_key_from_fields(
+    fields: PrivateKeyFields,
+) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | None:
+    """The key :func:`~rolesanywhere.der.parse_private_key` read, built from its numbers
+    (without :mod:`cryptography.hazmat.primitives.serialization`).
+
+    ``None`` when cryptography refuses the numbers, or when an EC key's embedded public key is
+    not the one its private value gives: the caller then lets cryptography's loader judge.
+    """
+    try:
+        if isinstance(fields, ECPrivateKeyFields):
+            curve = _CURVE_TYPES[fields.curve]()
+            key = ec.derive_private_key(fields.private_value, curve)
+            if key.private_numbers().private_value != fields.private_value:
+                return None
+            point = fields.public_point
+            if point is not None and _uncompressed_point(key.public_key()) != point:
+                return None
+            return key
+        public = rsa.RSAPublicNumbers(fields.e, fields.n)
+        return rsa.RSAPrivateNumbers(
+            fields.p, fields.q, fields.d, fields.dmp1, fields.dmq1, fields.iqmp, public
+        ).private_key()
+    except Exception:  # cryptography refuses these numbers: let its loader say why
+        return None
+    except BaseException as exc:  # pyo3 PanicException derives from BaseException
+        if type(exc).__name__ == "PanicException":
+            return None
+        raise
+
+
+def public_key_matches(fields: PublicKeyFields, key: PublicKeyTypes) -> bool:
+    """Whether ``key`` is the public key :func:`~rolesanywhere.der.parse_public_key` read."""
+    if isinstance(fields, RSAPublicKeyFields):
+        if not isinstance(key, rsa.RSAPublicKey):
+            return False
+        numbers = key.public_numbers()
+        return numbers.n == fields.n and numbers.e == fields.e
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != fields.curve:
+        return False
+    return _uncompressed_point(key) == fields.point

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import io
 import json
 import os
 import re
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -59,6 +59,7 @@ from rolesanywhere.testing.pki import (
 )
 
 from .conformance import X509, require, x509_cases
+from .strategies import mutations
 
 PASSWORD = b"s3cret-Passw0rd"
 STR_PASSWORD = "pässwörd-ünïcode"
@@ -400,8 +401,83 @@ def test_identity_properties(pki: PKI) -> None:
     for secret in secrets_of(leaf):
         assert secret not in text
     assert "private_numbers" not in text
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        ident.source = "x"  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="read-only"):
+        ident.source = "x"
+    with pytest.raises(AttributeError, match="read-only"):
+        del ident.signing_key
+
+
+# --- the common path imports neither serialization, x509 nor dataclasses -----------------------
+
+_HEAVY_MODULES = (
+    "cryptography.hazmat.primitives.serialization",
+    "cryptography.x509",
+    "dataclasses",
+)
+_IMPORT_CHECK = """
+import sys
+from rolesanywhere.identity import Identity
+
+cert, key, chain, password = sys.argv[1:5]
+identity = Identity.load(cert, key, chain or None, password or None)
+identity.signing_key.sign(b"string to sign")
+print(identity.serial_number)
+print(",".join(m for m in sys.argv[5:] if m in sys.modules))
+"""
+
+
+def _imported_by_load(
+    tmp_path: Path, leaf: IssuedCert, fmt: KeyFormat, chain: bytes, password: bytes | None
+) -> list[str]:
+    cert_path, key_path = leaf.write(tmp_path, "id", key_format=fmt, password=password)
+    chain_path = tmp_path / "chain.pem"
+    chain_path.write_bytes(chain)
+    args = [
+        str(cert_path),
+        str(key_path),
+        str(chain_path) if chain else "",
+        (password or b"").decode(),
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", _IMPORT_CHECK, *args, *_HEAVY_MODULES],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    serial, modules = proc.stdout.splitlines()
+    assert int(serial) == leaf.serial_number
+    return [m for m in modules.split(",") if m]
+
+
+@pytest.mark.parametrize(
+    ("key_type", "fmt"),
+    [
+        ("ec-p256", KeyFormat.PKCS8_PEM),
+        ("ec-p384", KeyFormat.SEC1_PEM),
+        ("ec-p521", KeyFormat.SEC1_DER),
+        ("ec-p256", KeyFormat.PKCS8_DER),
+        ("rsa-2048", KeyFormat.PKCS1_PEM),
+        ("rsa-2048", KeyFormat.PKCS1_DER),
+        ("rsa-2048", KeyFormat.PKCS8_PEM),
+        ("rsa-2048", KeyFormat.PKCS8_DER),
+    ],
+    ids=str,
+)
+def test_common_path_skips_heavy_imports(
+    tmp_path: Path, pki: PKI, key_type: str, fmt: KeyFormat
+) -> None:
+    chain = pki.intermediate.cert_pem() if fmt.pem else b""
+    assert _imported_by_load(tmp_path, leaf_for(key_type), fmt, chain, None) == []
+
+
+def test_heavy_import_check_sees_the_full_path(tmp_path: Path) -> None:
+    """The check above would notice: an encrypted key goes through cryptography's loader."""
+    leaf = leaf_for("ec-p256")
+    modules = _imported_by_load(tmp_path, leaf, KeyFormat.PKCS8_ENCRYPTED_PEM, b"", PASSWORD)
+    assert modules == ["cryptography.hazmat.primitives.serialization", "dataclasses"]
 
 
 def test_check_validity_with_now() -> None:
@@ -753,24 +829,7 @@ def fuzz_samples() -> tuple[bytes, ...]:
 
 @st.composite
 def mutated(draw: st.DrawFn) -> bytes:
-    samples = fuzz_samples()
-    data = bytearray(samples[draw(st.integers(0, len(samples) - 1))])
-    for _ in range(draw(st.integers(1, 4))):
-        if not data:
-            break
-        op = draw(st.sampled_from(["flip", "set", "truncate", "insert", "delete"]))
-        at = draw(st.integers(0, len(data) - 1))
-        if op == "flip":
-            data[at] ^= 1 << draw(st.integers(0, 7))
-        elif op == "set":
-            data[at] = draw(st.integers(0, 255))
-        elif op == "truncate":
-            del data[at:]
-        elif op == "insert":
-            data[at:at] = draw(st.binary(min_size=1, max_size=8))
-        else:
-            del data[at : at + draw(st.integers(1, 16))]
-    return bytes(data)
+    return draw(mutations(fuzz_samples()))
 
 
 inputs = st.one_of(st.binary(max_size=512), mutated())
