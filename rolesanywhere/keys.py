@@ -13,7 +13,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from .der import ECPrivateKeyFields, PrivateKeyFields, PublicKeyFields, RSAPublicKeyFields
+from .der import (
+    ECPrivateKeyFields,
+    PrivateKeyFields,
+    PublicKeyFields,
+    RSAPrivateKeyFields,
+    RSAPublicKeyFields,
+)
 from .errors import UnsupportedKeyError
 from .values import Value
 
@@ -41,8 +47,29 @@ RSA_BITS = (2048, 4096)
 
 _SHA256 = hashes.SHA256()
 _PKCS1 = padding.PKCS1v15()
-# ec.ECDSA(...) is made per call: constructing one imports cryptography's OpenSSL backend
-# module (~9 ms), which RSA keys never need.
+
+
+class _EcdsaSha256(ec.ECDSA):
+    """``ec.ECDSA(hashes.SHA256())``, non-deterministic, built without ``ECDSA.__init__``.
+
+    That constructor imports cryptography's whole OpenSSL backend module (~9 ms of a cold
+    start) only to check RFC 6979 support, which plain ECDSA does not use. The signing code
+    reads just the public ``algorithm`` and ``deterministic_signing`` properties.
+    """
+
+    def __init__(self) -> None:
+        pass
+
+    @property
+    def algorithm(self) -> hashes.SHA256:
+        return _SHA256
+
+    @property
+    def deterministic_signing(self) -> bool:
+        return False
+
+
+_ECDSA = _EcdsaSha256()
 
 
 @runtime_checkable
@@ -118,7 +145,7 @@ class SoftwareSigningKey(Value):
         key = self.private_key
         if isinstance(key, rsa.RSAPrivateKey):
             return key.sign(data, _PKCS1, _SHA256)
-        return key.sign(data, ec.ECDSA(_SHA256))
+        return key.sign(data, _ECDSA)
 
     def public_key(self) -> PublicKeyTypes:
         return self.private_key.public_key()
@@ -136,7 +163,7 @@ def verify_signature(
             public_key.verify(signature, data, _PKCS1, _SHA256)
             return True
         if algorithm == ALGORITHM_ECDSA and isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, data, ec.ECDSA(_SHA256))
+            public_key.verify(signature, data, _ECDSA)
             return True
     except InvalidSignature:
         return False
@@ -158,6 +185,31 @@ def _uncompressed_point(key: ec.EllipticCurvePublicKey) -> bytes:
     return b"\x04" + numbers.x.to_bytes(size, "big") + numbers.y.to_bytes(size, "big")
 
 
+def rsa_numbers_consistent(fields: RSAPrivateKeyFields) -> bool:
+    """Whether a two-prime RSA key's numbers fit together: ``n = p·q``, ``d·e ≡ 1`` modulo
+    ``p - 1`` and ``q - 1``, and the CRT values are the ones ``p``, ``q`` and ``d`` give.
+
+    What Go's ``rsa.PrivateKey.Validate`` (and so the Go helper) checks, in microseconds; a key
+    file damaged anywhere in its numbers fails it. Primality of ``p`` and ``q`` is not tested.
+    """
+    n, e, d, p, q = fields.n, fields.e, fields.d, fields.p, fields.q
+    return (
+        p > 2
+        and q > 2
+        and p != q
+        and n == p * q
+        and 3 <= e < n
+        and e % 2 == 1
+        and 1 < d < n
+        and (d * e) % (p - 1) == 1
+        and (d * e) % (q - 1) == 1
+        and fields.dmp1 == d % (p - 1)
+        and fields.dmq1 == d % (q - 1)
+        and (fields.iqmp * q) % p == 1
+        and 0 < fields.iqmp < p
+    )
+
+
 def private_key_from_fields(
     fields: PrivateKeyFields,
 ) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | None:
@@ -177,10 +229,14 @@ def private_key_from_fields(
             if point is not None and _uncompressed_point(key.public_key()) != point:
                 return None
             return key
+        if not rsa_numbers_consistent(fields):
+            return None
         public = rsa.RSAPublicNumbers(fields.e, fields.n)
+        # The numbers were just checked as the Go helper checks them; OpenSSL's own check adds
+        # primality tests of p and q that cost ~60 ms for RSA-2048 on every cold start.
         return rsa.RSAPrivateNumbers(
             fields.p, fields.q, fields.d, fields.dmp1, fields.dmq1, fields.iqmp, public
-        ).private_key()
+        ).private_key(unsafe_skip_rsa_key_validation=True)
     except Exception:  # cryptography refuses these numbers: let its loader say why
         return None
     except BaseException as exc:  # pyo3 PanicException derives from BaseException

@@ -21,7 +21,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rolesanywhere import identity as identity_module
-from rolesanywhere.der import ECPublicKeyFields, RSAPublicKeyFields, parse_public_key
+from rolesanywhere.der import (
+    ECPublicKeyFields,
+    RSAPrivateKeyFields,
+    RSAPublicKeyFields,
+    parse_public_key,
+)
 from rolesanywhere.errors import RolesAnywhereError, UnsupportedKeyError
 from rolesanywhere.identity import load_private_key
 from rolesanywhere.keys import (
@@ -31,6 +36,7 @@ from rolesanywhere.keys import (
     SoftwareSigningKey,
     private_key_from_fields,
     public_key_matches,
+    rsa_numbers_consistent,
     verify_signature,
 )
 from rolesanywhere.testing.pki import (
@@ -374,6 +380,57 @@ def test_variants(name: str) -> None:
     same_as_without_fast_path(data)
 
 
+def _rsa_fields(**changes: int) -> RSAPrivateKeyFields:
+    numbers = _RSA_KEY.private_numbers()
+    values = {
+        "n": numbers.public_numbers.n, "e": numbers.public_numbers.e, "d": numbers.d,
+        "p": numbers.p, "q": numbers.q, "dmp1": numbers.dmp1, "dmq1": numbers.dmq1,
+        "iqmp": numbers.iqmp,
+    }  # fmt: skip
+    values.update(changes)
+    return RSAPrivateKeyFields(**values)
+
+
+_RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def test_rsa_numbers_of_a_real_key_are_consistent() -> None:
+    fields = _rsa_fields()
+    assert rsa_numbers_consistent(fields)
+    key = private_key_from_fields(fields)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    assert key.private_numbers() == _RSA_KEY.private_numbers()
+    signing = SoftwareSigningKey.from_private_key(key)
+    verify_signature(key.public_key(), b"data", signing.sign(b"data"), signing.algorithm)
+
+
+def _broken_rsa_numbers() -> dict[str, dict[str, int]]:
+    numbers = _RSA_KEY.private_numbers()
+    p, q, d = numbers.p, numbers.q, numbers.d
+    n, e = numbers.public_numbers.n, numbers.public_numbers.e
+    return {
+        "n is not p*q": {"n": n + 2},
+        "p and q equal": {"q": p, "n": p * p},
+        "p is 1": {"p": 1},
+        "e even": {"e": e + 1},
+        "e is 1": {"e": 1},
+        "d off by one": {"d": d + 1},
+        "d is 0": {"d": 0},
+        "dmp1 wrong": {"dmp1": numbers.dmp1 + 1},
+        "dmq1 wrong": {"dmq1": numbers.dmq1 - 1},
+        "iqmp wrong": {"iqmp": numbers.iqmp + 1},
+        "iqmp unreduced": {"iqmp": numbers.iqmp + p},
+        "p and q swapped": {"p": q, "q": p},
+    }
+
+
+@pytest.mark.parametrize("name", list(_broken_rsa_numbers()))
+def test_inconsistent_rsa_numbers_are_left_to_cryptography(name: str) -> None:
+    fields = _rsa_fields(**_broken_rsa_numbers()[name])
+    assert not rsa_numbers_consistent(fields)
+    assert private_key_from_fields(fields) is None
+
+
 @pytest.mark.parametrize(("key_type", "fmt"), _plain_cases(UNSUPPORTED_KEY_TYPES), ids=str)
 def test_unsupported_keys_give_the_same_error(key_type: str, fmt: KeyFormat) -> None:
     key = generate_private_key(key_type)
@@ -530,3 +587,20 @@ def test_signing_keys_sign_and_verify() -> None:
         assert not verify_signature(public, signing.algorithm, b"other", signature)
         other = ALGORITHM_ECDSA if signing.algorithm == ALGORITHM_RSA else ALGORITHM_RSA
         assert not verify_signature(public, other, b"data", signature)
+
+
+def test_ecdsa_signatures_verify_with_cryptographys_own_ecdsa() -> None:
+    # Our ECDSA-SHA256 object skips ECDSA.__init__: its signatures must be plain ECDSA over
+    # SHA-256, randomised (not RFC 6979), as cryptography's standard object verifies them.
+    from cryptography.hazmat.primitives import hashes
+
+    for key_type, leaf in _LEAVES.items():
+        if not key_type.startswith("ec"):
+            continue
+        signing = SoftwareSigningKey.from_private_key(leaf.private_key)
+        first, second = signing.sign(b"data"), signing.sign(b"data")
+        assert first != second, key_type
+        for signature in (first, second):
+            public = leaf.certificate.public_key()
+            assert isinstance(public, ec.EllipticCurvePublicKey)
+            public.verify(signature, b"data", ec.ECDSA(hashes.SHA256()))
