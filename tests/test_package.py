@@ -56,17 +56,22 @@ def test_credential_process_does_not_import_httpx_or_asyncio() -> None:
     assert not {"httpx", "asyncio", "sqlite3"} & loaded
 
 
-def test_credential_process_from_files_does_not_import_cryptography_x509(
-    tmp_path: pathlib.Path,
+@pytest.mark.parametrize(
+    ("key_type", "key_format"),
+    [("ec-p256", "PKCS8_DER"), ("ec-p384", "SEC1_PEM"), ("rsa-2048", "PKCS1_PEM"),
+     ("rsa-2048", "PKCS8_PEM")],
+)  # fmt: skip
+def test_credential_process_from_files_skips_the_heavy_imports(
+    tmp_path: pathlib.Path, key_type: str, key_format: str
 ) -> None:
     from rolesanywhere.testing.emulator import RolesAnywhereEmulator
     from rolesanywhere.testing.pki import PKI, KeyFormat
 
     pki = PKI(name="lazy x509")
-    leaf = pki.leaf()
-    cert, key, chain = tmp_path / "cert.pem", tmp_path / "key.der", tmp_path / "chain.pem"
+    leaf = pki.leaf(key_type)
+    cert, key, chain = tmp_path / "cert.pem", tmp_path / "key", tmp_path / "chain.pem"
     cert.write_bytes(leaf.cert_pem())
-    key.write_bytes(leaf.key_bytes(KeyFormat.PKCS8_DER))
+    key.write_bytes(leaf.key_bytes(KeyFormat[key_format]))
     chain.write_bytes(pki.intermediate.cert_pem())
     with RolesAnywhereEmulator.for_pki(pki) as emu:
         argv = [
@@ -81,5 +86,10 @@ def test_credential_process_from_files_does_not_import_cryptography_x509(
             "assert status == 0 and 'AccessKeyId' in out.getvalue(), out.getvalue()"
         )
         loaded = _modules_after(code)
-    assert "rolesanywhere.identity" in loaded
-    assert not {m for m in loaded if m.startswith("cryptography.x509")}
+    assert {"rolesanywhere.identity", "rolesanywhere.transport", "ssl"} <= loaded
+    # Each of these costs milliseconds of every cold start (see benchmarks/bench_cli.py).
+    heavy = (
+        "cryptography.x509", "cryptography.hazmat.primitives.serialization",
+        "cryptography.hazmat.backends", "http.client", "email", "dataclasses", "inspect", "httpx",
+    )  # fmt: skip
+    assert not {m for m in loaded if m.startswith(heavy)}
