@@ -543,7 +543,12 @@ def fetch(
     try:
         if parts.scheme == "https":
             assert context is not None
-            sock = context.wrap_socket(sock, server_hostname=parts.host)
+            # An ASCII name goes as bytes: ssl would otherwise run it through the "idna" codec,
+            # whose import (stringprep, unicodedata) costs milliseconds, to get the same name.
+            host = parts.host
+            sock = context.wrap_socket(
+                sock, server_hostname=host.encode("ascii") if host.isascii() else host
+            )
         deadline = time.monotonic() + timeout
         sock.settimeout(timeout)
         sock.sendall(data)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import pathlib
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
 import pytest
@@ -157,6 +159,55 @@ def test_tls_unknown_ca_is_a_failure(rolesanywhere_tls_emulator: RolesAnywhereEm
     assert caught.value.timed_out is False
     assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
     assert rolesanywhere_tls_emulator.calls == 0
+
+
+def test_tls_checks_the_host_name(tmp_path: pathlib.Path) -> None:
+    # A certificate from a trusted CA, but for another name: refused (the host name is
+    # handed to ssl as bytes, which must not skip the check).
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ca")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("other.test")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    client_context = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+
+    def handshake(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError), server_context.wrap_socket(conn, server_side=True):
+            pass
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        for host in ("localhost", "127.0.0.1"):
+            worker = threading.Thread(target=lambda: handshake(listener.accept()[0]))
+            worker.start()
+            with pytest.raises(TransportFailure) as caught:
+                send(StdlibTransport(verify=client_context), f"https://{host}:{port}/sessions")
+            worker.join(5)
+            assert caught.value.timed_out is False
+            assert "mismatch" in str(caught.value), host
 
 
 def test_tls_without_verification(rolesanywhere_tls_emulator: RolesAnywhereEmulator) -> None:
