@@ -312,7 +312,16 @@ def build_create_session_request(
     now: datetime | None = None,
 ) -> SignedRequest:
     """The signed CreateSession request, exactly as PROTOCOL.md §1 describes it."""
-    return _create_session_template(identity, params, endpoint).sign(sigv4.amz_date(now))
+    global _last_template
+    last = _last_template
+    if last is None or last[0] is not identity or last[1] is not params or last[2] is not endpoint:
+        # Hashing the three keys costs microseconds; a client passes the same objects each time.
+        last = (identity, params, endpoint, _create_session_template(identity, params, endpoint))
+        _last_template = last
+    return last[3].sign(sigv4.amz_date(now))
+
+
+_last_template: tuple[Identity, SessionParams, Endpoint, _CreateSessionTemplate] | None = None
 
 
 # --- responses --------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ read-only; equality, hashing, ``repr``, copying and pickling follow the fields.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from operator import attrgetter
 from typing import Any, ClassVar
 
 __all__ = ["Value"]
@@ -29,19 +31,29 @@ class Value:
     _uncompared: ClassVar[frozenset[str]] = frozenset()
     _compared: ClassVar[tuple[str, ...]] = ()
 
+    # The slots' own setters (they bypass __setattr__), and a getter of the compared fields.
+    _setters: ClassVar[tuple[Callable[[object, object], None], ...]] = ()
+    _key: ClassVar[staticmethod[[object], tuple[object, ...]]]
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         own = cls.__dict__.get("__slots__", ())
         cls._fields = cls._fields + ((own,) if isinstance(own, str) else tuple(own))
-        cls._compared = tuple(f for f in cls._fields if f not in cls._uncompared)
+        cls._setters = tuple(getattr(cls, name).__set__ for name in cls._fields)
+        compared = tuple(f for f in cls._fields if f not in cls._uncompared)
+        cls._compared = compared
+        getter = attrgetter(*compared) if compared else (lambda _: ())
+        # attrgetter of one name returns the bare value: keep keys tuples. staticmethod: a
+        # lambda would otherwise bind to the instance and an attrgetter would not.
+        key = (lambda item: (getter(item),)) if len(compared) == 1 else getter
+        cls._key = staticmethod(key)
 
     def __init__(self, *values: object) -> None:
-        if len(values) != len(self._fields):
-            raise TypeError(
-                f"{type(self).__name__} takes {len(self._fields)} values, got {len(values)}"
-            )
-        for name, value in zip(self._fields, values, strict=True):
-            object.__setattr__(self, name, value)
+        setters = self._setters
+        if len(values) != len(setters):
+            raise TypeError(f"{type(self).__name__} takes {len(setters)} values, got {len(values)}")
+        for setter, value in zip(setters, values):  # noqa: B905 - lengths checked above
+            setter(self, value)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is read-only: cannot assign to {name!r}")
@@ -49,17 +61,14 @@ class Value:
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"{type(self).__name__} is read-only: cannot delete {name!r}")
 
-    def _key(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self._compared)
-
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
         assert isinstance(other, Value)
-        return self._key() == other._key()
+        return self._key(self) == other._key(other)
 
     def __hash__(self) -> int:
-        return hash((type(self), self._key()))
+        return hash((type(self), self._key(self)))
 
     def __repr__(self) -> str:
         shown = ", ".join(
@@ -71,5 +80,5 @@ class Value:
         return tuple(getattr(self, name) for name in self._fields)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        for name, value in zip(self._fields, state, strict=True):
-            object.__setattr__(self, name, value)
+        for setter, value in zip(self._setters, state, strict=True):
+            setter(self, value)

@@ -87,3 +87,19 @@ def test_copy_and_pickle_keep_every_field() -> None:
         assert type(clone) is Labelled
         assert clone == item
         assert clone.note == "n"
+
+
+class One(Value):
+    __slots__ = ("only",)
+
+    only: object
+
+    def __init__(self, only: object) -> None:
+        super().__init__(only)
+
+
+def test_a_single_field_record_compares_by_that_field() -> None:
+    assert One((1, 2)) == One((1, 2))
+    assert One((1, 2)) != One((1,))
+    assert One(1) != One((1,))  # the key is a tuple of fields, not the bare field
+    assert hash(One("a")) == hash(One("a"))
