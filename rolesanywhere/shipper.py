@@ -38,6 +38,9 @@ Answers (PROTOCOL.md §4)
 - 413: the batch is split in halves, each sent on its own (recursively); a single event → dead
   letter. 400: the same bisection finds the refused events; halves answered 2xx are delivered,
   single events answered 400 go to the dead letter with the status and the server's reason.
+  ``refusal_breaker`` 400s in a row mean the pipeline refuses everything (a configuration
+  problem): refused batches are then held and retried, not bisected, for up to ``refusal_hold``
+  seconds or until a 2xx.
 - 401/403 (after ``SigV4Auth`` already re-signed once): the credentials are invalidated and the
   request retried with backoff: credentials may come back. 408, 429, other statuses, connection
   errors, timeouts and credential-source failures: retried with exponential backoff and full
@@ -162,6 +165,12 @@ class ShipperConfig:
     whole_submissions: bool = False
     #: Retries of one request after its first attempt; ``None``: until delivered.
     retry_limit: int | None = None
+    #: After this many 400 answers in a row (no 2xx between), the pipeline is taken to refuse
+    #: everything (a configuration problem such as gzip without ``compression: gzip``), not bad
+    #: events: refused batches are held and retried for ``refusal_hold`` seconds instead of
+    #: bisected into the dead letter. ``0`` turns the breaker off.
+    refusal_breaker: int = 32
+    refusal_hold: float = 300.0
     #: First backoff ceiling (seconds), doubled per retry up to ``backoff_max``; full jitter.
     backoff_base: float = 0.5
     backoff_max: float = 30.0
@@ -232,6 +241,10 @@ class ShipperConfig:
             raise InvalidParameterError(f"retry_limit must be >= 0 or None, not {self.retry_limit}")
         if self.backoff_base < 0 or self.backoff_max < 0:
             raise InvalidParameterError("backoff_base and backoff_max must not be negative")
+        if self.refusal_breaker < 0 or self.refusal_hold < 0:
+            raise InvalidParameterError(
+                "refusal_breaker and refusal_hold must not be negative (0 turns the breaker off)"
+            )
         if not (self.request_timeout > 0 and self.connect_timeout > 0):
             raise InvalidParameterError("request_timeout and connect_timeout must be positive")
         if self.date_format not in ("double", "epoch", "iso8601"):
@@ -302,6 +315,8 @@ class ShipperStats:
     retries: dict[str, int]
     splits_413: int
     bisections_400: int
+    #: Times the refusal breaker opened (``refusal_breaker`` 400 answers in a row).
+    refusal_trips: int
     events_quarantined: int
     #: Quarantined events by cause: ``"400"``, ``"413"``, ``"retry_limit"``, ``"oversize"``,
     #: ``"unencodable"``.
@@ -334,7 +349,9 @@ def _status_line(stats: ShipperStats) -> str:
         f"{stats.requests} requests; pending {stats.pending_events} "
         f"({_size(stats.pending_bytes)}), "
         f"in flight {stats.in_flight}; retries {retries}; 413 splits {stats.splits_413}; "
-        f"400 bisections {stats.bisections_400}; quarantined {stats.events_quarantined}"
+        f"400 bisections {stats.bisections_400}"
+        + (f" (refusal breaker opened {stats.refusal_trips}x)" if stats.refusal_trips else "")
+        + f"; quarantined {stats.events_quarantined}"
         + (f" ({quarantined})" if quarantined else "")
         + f"; truncated {stats.truncated_events}"
     )
@@ -693,6 +710,11 @@ class _Core:
         self.retries: dict[str, int] = {}
         self.splits_413 = 0
         self.bisections_400 = 0
+        # the refusal breaker: 400 answers in a row, whether it is open, seconds held since
+        self.refusal_streak = 0
+        self.refusal_open = False
+        self.refusal_held = 0.0
+        self.refusal_trips = 0
         self.events_quarantined = 0
         self.quarantined: dict[str, int] = {}
         self.truncated_events = 0
@@ -899,8 +921,15 @@ class _Core:
                     self.answers[key] = self.answers.get(key, 0) + 1
                     status = answer.status
                     if 200 <= status < 300:
+                        self._accepted()
                         self._delivered(part)
                         break
+                    if status == 400 and self._refusals_hold(answer.detail):
+                        attempt += 1
+                        pause = self.delay(attempt, answer.retry_after)
+                        self.refusal_held += pause
+                        yield _Sleep(pause)
+                        continue
                     if status in (400, 413):
                         what = "refused" if status == 400 else "too large"
                         self.last_error = f"HTTP {status}: {answer.detail}"
@@ -945,6 +974,47 @@ class _Core:
             self.abandon(left_over)
             raise
 
+    def _accepted(self) -> None:
+        self.refusal_streak = 0
+        if self.refusal_open:
+            self.refusal_open = False
+            logger.warning("OpenSearch Ingestion accepts events again: the held events go on")
+
+    def _refusals_hold(self, detail: str) -> bool:
+        """Count a 400; ``True`` while the breaker holds refused batches (retry, no bisection).
+
+        ``refusal_breaker`` 400s in a row open it; a 2xx closes it. After ``refusal_hold``
+        seconds of holding, bisection resumes (so a burst of truly bad events cannot stall the
+        stream for ever) and the count starts again.
+        """
+        self.refusal_streak += 1
+        breaker = self.config.refusal_breaker
+        if not self.refusal_open:
+            if not breaker or self.refusal_streak < breaker:
+                return False
+            self.refusal_open = True
+            self.refusal_held = 0.0
+            self.refusal_trips += 1
+            logger.error(
+                "OpenSearch Ingestion refused the last %d requests in a row (HTTP 400: %s): "
+                "a configuration problem (compression, pipeline path, record shape), not bad "
+                "events; holding events and retrying for up to %g s instead of sending them "
+                "to the dead letter",
+                self.refusal_streak,
+                detail,
+                self.config.refusal_hold,
+            )
+        if self.refusal_held < self.config.refusal_hold:
+            self.last_error = f"HTTP 400 for every request (held): {detail}"
+            return True
+        self.refusal_open = False
+        self.refusal_streak = 1
+        logger.error(
+            "still refused after holding for %g s: resuming bisection and the dead letter",
+            self.refusal_held,
+        )
+        return False
+
     def _quarantine(
         self, part: _Batch, reason: str, status: int | None, key: str
     ) -> Generator[_Action, Any, None]:
@@ -975,6 +1045,7 @@ class _Core:
             retries=dict(self.retries),
             splits_413=self.splits_413,
             bisections_400=self.bisections_400,
+            refusal_trips=self.refusal_trips,
             events_quarantined=self.events_quarantined,
             quarantined=dict(self.quarantined),
             truncated_events=self.truncated_events,

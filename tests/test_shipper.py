@@ -201,6 +201,8 @@ def test_config_refuses_batches_over_1_mib_and_nonsense(tmp_path: Path) -> None:
         {"retry_limit": -1},
         {"oversize": "drop"},
         {"gzip_level": 10},
+        {"refusal_breaker": -1},
+        {"refusal_hold": -0.5},
     ]
     for options in bad:
         with pytest.raises(InvalidParameterError):
@@ -646,6 +648,88 @@ def test_400_bisects_to_the_one_poisoned_record_among_1000(tmp_path: Path) -> No
     assert stats.quarantined == {"400": 1} and stats.events_delivered == 999
     assert stats.requests <= 1 + 2 * 10  # log2(1000) levels, two halves each
     assert stats.bisections_400 == 10
+
+
+def test_a_pipeline_refusing_everything_opens_the_breaker_instead_of_dead_lettering_all(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every request answered 400 (say gzip sent to a pipeline without compression: gzip) until
+    # the pipeline is fixed: at most a breaker's worth of events reach the dead letter, the
+    # rest are held and delivered once the pipeline accepts them again.
+    refusing = threading.Event()
+    refusing.set()
+    server = Server(decide=lambda events: 400 if refusing.is_set() else 200)
+    config = make_config(tmp_path, batch_bytes=4096, max_in_flight=1, refusal_hold=60.0)
+    sent = [line.decode() for line in lines(3000)]
+    with Shipper(config, transport=server.transport) as shipper:
+        shipper.submit(sent)
+        shipper.flush(timeout=0)
+        deadline = time.monotonic() + 20
+        while shipper.stats().refusal_trips == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        held = shipper.stats()
+        assert held.refusal_trips == 1
+        assert held.events_quarantined < config.refusal_breaker
+        assert held.last_error is not None and "held" in held.last_error
+        refusing.clear()
+        assert shipper.flush(timeout=20)
+        stats = shipper.stats()
+    assert any("refused the last 32 requests in a row" in r.message for r in caplog.records)
+    quarantined = [x["event"]["log"] for x in dead_letters(config)]
+    assert len(quarantined) == stats.events_quarantined == held.events_quarantined
+    assert Counter(server.logs()) == Counter(sent) - Counter(quarantined)  # nothing twice
+    assert stats.events_delivered + stats.events_quarantined == 3000
+    assert stats.refusal_trips == 1 and stats.pending_events == 0
+
+
+def test_gzip_to_a_pipeline_without_compression_is_held_until_the_pipeline_is_fixed(
+    tmp_path: Path, auth: SigV4Auth, osis_factory: Callable[..., OsisEmulator]
+) -> None:
+    osis = osis_factory(compression="none")  # answers 400 to every gzip body
+    config = make_config(
+        tmp_path, osis.ingest_url, gzip=True, batch_bytes=8192, max_in_flight=1,
+        refusal_hold=60.0,
+    )  # fmt: skip
+    with Shipper(config, auth) as shipper:
+        shipper.submit(lines(2000))
+        shipper.flush(timeout=0)
+        deadline = time.monotonic() + 20
+        while shipper.stats().refusal_trips == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert shipper.stats().refusal_trips == 1
+        osis.compression = "gzip"  # the pipeline is fixed
+        assert shipper.flush(timeout=20)
+        stats = shipper.stats()
+    assert stats.events_quarantined < config.refusal_breaker
+    assert osis.count() + stats.events_quarantined == 2000 and osis.duplicates() == {}
+
+
+def test_the_breaker_resumes_bisection_after_holding(tmp_path: Path) -> None:
+    # Refused for good: after each hold the shipper bisects again, so it never stalls for ever;
+    # every event ends in the dead letter, as without the breaker.
+    server = Server(decide=lambda events: 400)
+    config = make_config(
+        tmp_path, batch_bytes=2048, max_in_flight=1, refusal_breaker=8, refusal_hold=0.05
+    )
+    with Shipper(config, transport=server.transport) as shipper:
+        shipper.submit(lines(200))
+        assert shipper.flush(timeout=30)
+        stats = shipper.stats()
+    assert stats.events_quarantined == 200 and stats.quarantined == {"400": 200}
+    assert stats.refusal_trips >= 2
+    assert len(dead_letters(config)) == 200
+
+
+def test_the_breaker_can_be_turned_off(tmp_path: Path) -> None:
+    server = Server(decide=lambda events: 400)
+    config = make_config(tmp_path, batch_bytes=2048, refusal_breaker=0)
+    with Shipper(config, transport=server.transport) as shipper:
+        shipper.submit(lines(100))
+        assert shipper.flush(timeout=30)
+        stats = shipper.stats()
+    assert stats.refusal_trips == 0 and stats.quarantined == {"400": 100}
+    # bisected down to every single event
+    assert sum(1 for _, _, events in server.requests if len(events) == 1) == 100
 
 
 def test_a_transient_400_from_the_emulator_loses_nothing(
