@@ -222,10 +222,10 @@ class RefreshingCredentials:
     A refresh therefore never needs a caller's thread or event loop to make progress, so it
     cannot deadlock: not when :meth:`get` is called from inside a running loop, not when the
     caller is cancelled (the refresh carries on for the others). Async sources always run on
-    the same loop, which loop-bound sources need: an ``AsyncRolesAnywhereClient``'s HTTP pool
-    fails on a second event loop. Hand such a client over with ``close_source=True`` and do
-    not use (or close) it elsewhere: :meth:`close` then closes it on that loop. The source must
-    not call back into this object.
+    the same loop, which sources bound to one loop need (an ``AsyncRolesAnywhereClient`` keeps
+    one HTTP pool per loop, so it also works elsewhere). With ``close_source=True``,
+    :meth:`close` closes the source on that loop. The source must not call back into this
+    object.
 
     ``clock`` (timezone-aware ``datetime``) is read for every decision; :attr:`refreshes` and
     :attr:`failures` count source calls that returned usable credentials or failed.

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from .http11 import ProtocolError, Response, fetch
 
 if TYPE_CHECKING:
+    import asyncio
+
     import httpx
 
     from .session import HttpRequest
@@ -167,24 +169,64 @@ class HttpxTransport(_HttpxBase["httpx.Client"]):
 
 
 class AsyncHttpxTransport(_HttpxBase["httpx.AsyncClient"]):
-    """Asynchronous transport over a (lazily created) ``httpx.AsyncClient``."""
+    """Asynchronous transport over lazily created ``httpx.AsyncClient`` objects, one per event
+    loop: an httpx connection pool only works on the loop that made it, and callers may use
+    one transport from several loops (``asyncio.run`` twice, or loops in several threads).
+
+    A client given to the constructor is used as is, on whatever loop calls.
+    """
+
+    def __init__(
+        self,
+        *,
+        verify: bool | ssl.SSLContext = True,
+        trust_env: bool = True,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        import weakref
+
+        super().__init__(verify=verify, trust_env=trust_env, client=client)
+        # Entries go away with their loop; a closed loop's client is left to the collector.
+        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _current(self) -> httpx.AsyncClient:
+        import asyncio
+
+        import httpx
+
+        if self._client is not None:
+            return self._client
+        loop = asyncio.get_running_loop()
+        client = self._per_loop.get(loop)
+        if client is None:
+            client = self._per_loop[loop] = httpx.AsyncClient(**self._options())
+        return client
 
     async def send(self, request: HttpRequest, *, timeout: float, connect_timeout: float) -> Answer:
         import httpx
 
-        if self._client is None:
-            self._client = httpx.AsyncClient(**self._options())
-        built = self._build(self._client, request, timeout, connect_timeout)
+        client = self._current()
+        built = self._build(client, request, timeout, connect_timeout)
         try:
-            response = await self._client.send(built)
+            response = await client.send(built)
         except httpx.TransportError as exc:
             raise _httpx_failure(exc) from None
         return self._answer(response)
 
     async def aclose(self) -> None:
+        """Close the client given or the current loop's; forget those of other loops."""
+        import asyncio
+
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+            return
+        mine = self._per_loop.pop(asyncio.get_running_loop(), None)
+        self._per_loop.clear()
+        if mine is not None:
+            await mine.aclose()
 
 
 class StdlibTransport:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from rolesanywhere import errors
 from rolesanywhere.client import AsyncRolesAnywhereClient, RolesAnywhereClient
 from rolesanywhere.identity import Identity
 from rolesanywhere.retry import RetryPolicy
+from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI
 
 ANCHOR = (
@@ -197,3 +199,35 @@ def test_repr_has_no_secrets(identity: Identity, mock: respx.MockRouter) -> None
     creds = make(identity).create_session()
     assert "unit-secret-value" not in repr(creds) and "unit-token-value" not in repr(creds)
     assert json.loads(creds.to_process_json())["SecretAccessKey"] == "unit-secret-value"
+
+
+def test_async_client_works_on_every_event_loop(
+    rolesanywhere_emulator: RolesAnywhereEmulator, rolesanywhere_pki: PKI
+) -> None:
+    # One client used from two asyncio.run() calls in turn, then from two loops in two threads
+    # at once: each loop gets its own HTTP pool (one pool on a second loop fails).
+    emu = rolesanywhere_emulator
+    client = emu.async_client(rolesanywhere_pki.leaf().identity())
+
+    async def one() -> str:
+        return (await client.create_session()).access_key_id
+
+    keys = [asyncio.run(one()), asyncio.run(one())]
+    results: list[str] = []
+    errors_seen: list[BaseException] = []
+
+    def in_thread() -> None:
+        try:
+            results.append(asyncio.run(one()))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors_seen.append(exc)
+
+    threads = [threading.Thread(target=in_thread) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors_seen == []
+    keys += results
+    assert len(set(keys)) == 4 and emu.calls == 4
+    asyncio.run(client.aclose())

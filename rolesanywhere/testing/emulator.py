@@ -53,7 +53,7 @@ from ._server import Answer, ServedEmulator, authorization_parameters, clock_ske
 from .pki import IssuedCert
 
 if TYPE_CHECKING:
-    from ..client import RolesAnywhereClient
+    from ..client import AsyncRolesAnywhereClient, RolesAnywhereClient
     from ..identity import Identity
     from ._server import Handler
     from .pki import PKI
@@ -406,15 +406,23 @@ class RolesAnywhereEmulator(ServedEmulator):
         (``duration_seconds``, ``retry``, ``timeout``…)."""
         from ..client import RolesAnywhereClient
 
+        return RolesAnywhereClient(identity, **self._client_options(options))
+
+    def async_client(self, identity: Identity, **options: Any) -> AsyncRolesAnywhereClient:
+        """The :class:`~rolesanywhere.client.AsyncRolesAnywhereClient` twin of :meth:`client`."""
+        from ..client import AsyncRolesAnywhereClient
+
+        return AsyncRolesAnywhereClient(identity, **self._client_options(options))
+
+    def _client_options(self, options: dict[str, Any]) -> dict[str, Any]:
         options.setdefault("proxy_from_env", False)
-        return RolesAnywhereClient(
-            identity,
-            trust_anchor_arn=self.trust_anchor_arn,
-            profile_arn=self.profile_arn,
-            role_arn=self.role_arn,
-            endpoint=self.url,
+        return {
+            "trust_anchor_arn": self.trust_anchor_arn,
+            "profile_arn": self.profile_arn,
+            "role_arn": self.role_arn,
+            "endpoint": self.url,
             **options,
-        )
+        }
 
     def lookup(self, access_key_id: str) -> IssuedCredentials | None:
         """The credentials issued under ``access_key_id``, or ``None`` (expired ones included)."""
