@@ -539,16 +539,15 @@ def fetch(
     if parts.scheme == "https" and context is None:
         raise ValueError("an https URL needs an SSL context")
     parser = ResponseParser(method)
-    sock = socket.create_connection((parts.host, parts.port), timeout=connect_timeout)
+    # The host (ASCII: split_url sees to it) goes as bytes: socket and ssl would otherwise run
+    # it through the "idna" codec, whose import (stringprep, unicodedata) costs milliseconds,
+    # to get the same name.
+    host = parts.host.encode("ascii")
+    sock = socket.create_connection((host, parts.port), timeout=connect_timeout)  # type: ignore[arg-type]
     try:
         if parts.scheme == "https":
             assert context is not None
-            # An ASCII name goes as bytes: ssl would otherwise run it through the "idna" codec,
-            # whose import (stringprep, unicodedata) costs milliseconds, to get the same name.
-            host = parts.host
-            sock = context.wrap_socket(
-                sock, server_hostname=host.encode("ascii") if host.isascii() else host
-            )
+            sock = context.wrap_socket(sock, server_hostname=host)
         deadline = time.monotonic() + timeout
         sock.settimeout(timeout)
         sock.sendall(data)
