@@ -210,6 +210,18 @@ def rsa_numbers_consistent(fields: RSAPrivateKeyFields) -> bool:
     )
 
 
+def rsa_key_consistent(key: rsa.RSAPrivateKey) -> bool:
+    """:func:`rsa_numbers_consistent` for a key cryptography loaded."""
+    numbers = key.private_numbers()
+    public = numbers.public_numbers
+    return rsa_numbers_consistent(
+        RSAPrivateKeyFields(
+            public.n, public.e, numbers.d, numbers.p, numbers.q, numbers.dmp1, numbers.dmq1,
+            numbers.iqmp,
+        )
+    )  # fmt: skip
+
+
 def private_key_from_fields(
     fields: PrivateKeyFields,
 ) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | None:

@@ -604,3 +604,28 @@ def test_ecdsa_signatures_verify_with_cryptographys_own_ecdsa() -> None:
             public = leaf.certificate.public_key()
             assert isinstance(public, ec.EllipticCurvePublicKey)
             public.verify(signature, b"data", ec.ECDSA(hashes.SHA256()))
+
+
+def _encrypted_rsa(**changes: int) -> bytes:
+    """An encrypted PKCS#8 PEM of _RSA_KEY's numbers with ``changes`` (possibly inconsistent)."""
+    fields = _rsa_fields(**changes)
+    der = seq(integer(0), *(integer(getattr(fields, f)) for f in RSAPrivateKeyFields._fields))
+    loose = serialization.load_der_private_key(der, None, unsafe_skip_rsa_key_validation=True)
+    return loose.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"pw"),
+    )
+
+
+def test_encrypted_rsa_keys_are_checked_as_the_fast_path_checks() -> None:
+    key = load_private_key(_encrypted_rsa(), b"pw", source="key.pem")
+    assert isinstance(key, SoftwareSigningKey)
+    assert key.private_key.private_numbers() == _RSA_KEY.private_numbers()
+    # Inconsistent numbers: refused exactly as cryptography's own full check refuses them.
+    bad = _encrypted_rsa(iqmp=_RSA_KEY.private_numbers().iqmp + 1)
+    with pytest.raises(RolesAnywhereError) as caught:
+        load_private_key(bad, b"pw", source="key.pem")
+    with pytest.raises(ValueError):
+        serialization.load_pem_private_key(bad, b"pw")
+    assert "key.pem" in str(caught.value)
