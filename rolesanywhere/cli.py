@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO, TypeVar
 
 if TYPE_CHECKING:
     from .identity import Identity
+    from .keys import SigningKey
 
 __all__ = ["main"]
 
@@ -30,6 +31,7 @@ _UNSUPPORTED_FLAGS = {
     "no_tpm_key_password": "--no-tpm-key-password",
     "cert_selector": "--cert-selector",
     "system_store_name": "--system-store-name",
+    "system_store_location": "--system-store-location",
     "use_latest_expiring_certificate": "--use-latest-expiring-certificate",
 }
 
@@ -57,11 +59,31 @@ class _Formatter(argparse.HelpFormatter):
         super().__init__(prog, width=max(width - 2, 40))
 
 
+def _add_unsupported_flags(add: Callable[..., object], names: Sequence[str]) -> None:
+    for dest in names:
+        flag = _UNSUPPORTED_FLAGS[dest]
+        if dest in ("reuse_pin", "no_tpm_key_password", "use_latest_expiring_certificate"):
+            add(flag, dest=dest, action="store_true", help=argparse.SUPPRESS)
+        else:
+            add(flag, dest=dest, help=argparse.SUPPRESS)
+
+
+def _add_key_flags(add: Callable[..., object]) -> None:
+    add("--certificate", help="certificate file (PEM, DER or PKCS#12), env:NAME or - for stdin")
+    add("--private-key", help="private key file (PKCS#1, SEC1 or PKCS#8; PEM or DER)")
+
+
+def _add_password_flag(add: Callable[..., object]) -> None:
+    add(
+        "--pkcs8-password",
+        help=f"password of an encrypted private key (or set {PASSWORD_ENV})",
+    )
+
+
 def _add_identity_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("identity and session")
     add = group.add_argument
-    add("--certificate", help="certificate file (PEM, DER or PKCS#12), env:NAME or - for stdin")
-    add("--private-key", help="private key file (PKCS#1, SEC1 or PKCS#8; PEM or DER)")
+    _add_key_flags(add)
     add("--intermediates", help="intermediate CA certificates (PEM bundle)")
     add("--trust-anchor-arn", required=True, help="ARN of the trust anchor")
     add("--profile-arn", required=True, help="ARN of the profile")
@@ -73,16 +95,28 @@ def _add_identity_flags(parser: argparse.ArgumentParser) -> None:
     add("--no-verify-ssl", action="store_true", help="do not verify the endpoint's TLS certificate")
     add("--with-proxy", action="store_true", help="use HTTP(S)_PROXY from the environment")
     add("--debug", action="store_true", help="print the canonical request and headers to stderr")
-    add(
-        "--pkcs8-password",
-        help=f"password of an encrypted private key (or set {PASSWORD_ENV})",
-    )
-    for dest, flag in _UNSUPPORTED_FLAGS.items():
-        if dest in ("reuse_pin", "no_tpm_key_password", "use_latest_expiring_certificate"):
-            add(flag, dest=dest, action="store_true", help=argparse.SUPPRESS)
-        else:
-            add(flag, dest=dest, help=argparse.SUPPRESS)
+    _add_password_flag(add)
+    _add_unsupported_flags(add, list(_UNSUPPORTED_FLAGS))
     add("--timeout", type=float, default=30.0, help=argparse.SUPPRESS)
+
+
+def _add_sign_string_flags(parser: argparse.ArgumentParser) -> None:
+    from .diagnostics import DIGESTS, FORMATS
+
+    add = parser.add_argument
+    _add_key_flags(add)
+    _add_password_flag(add)
+    add("--digest", choices=DIGESTS, default=DIGESTS[0], help="SHA256 (default), SHA384, SHA512")
+    add("--format", choices=FORMATS, default=FORMATS[0], help="json (default), text or bin")
+    add("--debug", action="store_true", help="say what is signed on stderr")
+    _add_unsupported_flags(add, list(_UNSUPPORTED_FLAGS))
+
+
+def _add_read_certificate_flags(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--certificate", help="certificate file (PEM or DER), env:NAME or - for stdin")
+    add("--debug", action="store_true", help=argparse.SUPPRESS)
+    _add_unsupported_flags(add, ["pkcs11_lib", "cert_selector", "system_store_name"])
 
 
 def _add_demo_flags(parser: argparse.ArgumentParser) -> None:
@@ -116,6 +150,14 @@ _SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None] | N
         "follow log files and ship them to OpenSearch Ingestion (replaces Fluent Bit)",
         _add_ship_flags,
     ),
+    "sign-string": (
+        "sign the helper's fixed test string with the private key (diagnostics)",
+        _add_sign_string_flags,
+    ),
+    "read-certificate-data": (
+        "print a certificate's key type, serial and data as JSON (diagnostics)",
+        _add_read_certificate_flags,
+    ),
     "version": ("print the version", None),
     "demo": ("run the whole flow offline against local emulators", _add_demo_flags),
 }
@@ -145,31 +187,51 @@ def _password(args: argparse.Namespace) -> str | None:
     return os.environ.get(PASSWORD_ENV) or None
 
 
-def _load_identity(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> Identity:
-    from .errors import PasswordRequiredError
-    from .identity import Identity
-
+def _refuse_unsupported(args: argparse.Namespace) -> None:
     for dest, flag in _UNSUPPORTED_FLAGS.items():
-        if getattr(args, dest):
+        if getattr(args, dest, None):
             raise UsageError(
                 f"{flag} is not supported by this version: "
                 "use --certificate and --private-key files"
             )
+
+
+def _load_identity(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> Identity:
+    from .identity import Identity
+
+    _refuse_unsupported(args)
     if not args.certificate:
         raise UsageError(
             "unable to use cert store signer: no --certificate given; pass --certificate FILE "
             "(and --private-key FILE unless one file holds both)"
         )
+    intermediates = getattr(args, "intermediates", None)  # sign-string has none
+    return _with_password(
+        args,
+        stdin,
+        stderr,
+        lambda pw: Identity.load(args.certificate, args.private_key, intermediates, pw),
+    )
+
+
+_T = TypeVar("_T")
+
+
+def _with_password(
+    args: argparse.Namespace, stdin: TextIO, stderr: TextIO, load: Callable[[str | None], _T]
+) -> _T:
+    """``load(password)``; asks for the password on a terminal when the key needs one."""
+    from .errors import PasswordRequiredError
+
     password = _password(args)
     try:
-        return Identity.load(args.certificate, args.private_key, args.intermediates, password)
+        return load(password)
     except PasswordRequiredError:
         if password is not None or not stdin.isatty():
             raise
         import getpass
 
-        password = getpass.getpass("Private key password: ", stream=stderr)
-        return Identity.load(args.certificate, args.private_key, args.intermediates, password)
+        return load(getpass.getpass("Private key password: ", stream=stderr))
 
 
 def _credential_process(
@@ -216,6 +278,66 @@ def _credential_process(
     return 0
 
 
+def _signing_key(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> SigningKey:
+    """The key ``sign-string`` signs with: ``--private-key``, else the one in ``--certificate``
+    (a PEM file holding both, or PKCS#12)."""
+    if args.private_key is None:
+        if not args.certificate:
+            raise UsageError(
+                "no --private-key given: pass --private-key FILE (or a --certificate file "
+                "that holds the key too)"
+            )
+        return _load_identity(args, stdin, stderr).signing_key
+    _refuse_unsupported(args)
+    from .identity import load_private_key
+    from .sources import read_source
+
+    source = read_source(args.private_key, what="private key")
+    return _with_password(
+        args, stdin, stderr, lambda pw: load_private_key(source.data, pw, source=source.name)
+    )
+
+
+def _sign_string(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    from .diagnostics import format_signature, sign_fixed_string
+
+    key = _signing_key(args, stdin, stderr)
+    if args.debug:
+        print(
+            'signing "AWS Roles Anywhere Credential Helper Signing Test" || "1" || '
+            f'SHA256("IAM RA" || public key) with {key.algorithm}, digest {args.digest}',
+            file=stderr,
+        )
+    output = format_signature(sign_fixed_string(key, args.digest), args.format)
+    binary = getattr(stdout, "buffer", None)
+    if binary is None:
+        if args.format == "bin":
+            raise UsageError("--format bin needs a binary standard output")
+        stdout.write(output.decode())
+    else:
+        stdout.flush()
+        binary.write(output)
+        binary.flush()
+    return 0
+
+
+def _read_certificate_data(
+    args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO
+) -> int:
+    _refuse_unsupported(args)
+    if not args.certificate:
+        raise UsageError("no --certificate given: pass --certificate FILE")
+    from .diagnostics import certificate_data_json
+    from .identity import certificate_der_fields
+    from .sources import read_source
+
+    source = read_source(args.certificate, what="certificate")
+    der, fields = certificate_der_fields(source.data, source=source.name)
+    stdout.write(certificate_data_json(der, fields, source=source.name))
+    stdout.flush()
+    return 0
+
+
 def _demo(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     from .demo import run_demo
 
@@ -233,6 +355,8 @@ def _ship(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextI
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO, TextIO], int]] = {
     "credential-process": _credential_process,
+    "sign-string": _sign_string,
+    "read-certificate-data": _read_certificate_data,
     "demo": _demo,
     "ship": _ship,
 }

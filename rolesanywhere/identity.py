@@ -804,6 +804,28 @@ def _fast_certificates(data: bytes, source: str) -> list[tuple[bytes, _derlib.Ce
     return out
 
 
+def certificate_der_fields(data: bytes, *, source: str) -> tuple[bytes, _derlib.CertificateFields]:
+    """The first certificate in ``data`` (PEM or DER): its DER and what the DER reader takes
+    from it. A certificate the strict reader refuses is read by cryptography instead, whose
+    errors name what is wrong."""
+    try:
+        return _fast_certificates(data, source)[0]
+    except SourceError:
+        pass
+    from cryptography.hazmat.primitives import serialization
+
+    cert = load_certificate(data, source=source)
+    fields = _derlib.CertificateFields(
+        cert.serial_number,
+        cert.not_valid_before_utc,
+        cert.not_valid_after_utc,
+        cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    )
+    return cert.public_bytes(serialization.Encoding.DER), fields
+
+
 def _is_certificate_object(value: object) -> bool:
     from cryptography import x509
 
