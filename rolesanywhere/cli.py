@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn, TextIO, TypeVar
 
 if TYPE_CHECKING:
+    from .client import RolesAnywhereClient
     from .identity import Identity
     from .keys import SigningKey
 
@@ -100,6 +101,13 @@ def _add_identity_flags(parser: argparse.ArgumentParser) -> None:
     add("--timeout", type=float, default=30.0, help=argparse.SUPPRESS)
 
 
+def _add_update_flags(parser: argparse.ArgumentParser) -> None:
+    _add_identity_flags(parser)
+    add = parser.add_argument
+    add("--profile", default="default", help="profile of the credentials file to write")
+    add("--once", action="store_true", help="write the credentials once, then exit")
+
+
 def _add_sign_string_flags(parser: argparse.ArgumentParser) -> None:
     from .diagnostics import DIGESTS, FORMATS
 
@@ -149,6 +157,10 @@ _SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None] | N
     "ship": (
         "follow log files and ship them to OpenSearch Ingestion (replaces Fluent Bit)",
         _add_ship_flags,
+    ),
+    "update": (
+        "keep a profile of the AWS credentials file up to date",
+        _add_update_flags,
     ),
     "sign-string": (
         "sign the helper's fixed test string with the private key (diagnostics)",
@@ -234,9 +246,9 @@ def _with_password(
         return load(getpass.getpass("Private key password: ", stream=stderr))
 
 
-def _credential_process(
-    args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO
-) -> int:
+def _client(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> RolesAnywhereClient:
+    """The CreateSession client the identity flags describe (the identity loaded on first use,
+    after the ARNs and flags were validated)."""
     from .client import RolesAnywhereClient
     from .transport import StdlibTransport, resolve_verify
 
@@ -257,7 +269,7 @@ def _credential_process(
     def debug(text: str) -> None:
         print(text, file=stderr)
 
-    with RolesAnywhereClient(
+    return RolesAnywhereClient(
         _Lazy(),
         trust_anchor_arn=args.trust_anchor_arn,
         profile_arn=args.profile_arn,
@@ -271,11 +283,42 @@ def _credential_process(
         transport=transport,
         timeout=args.timeout,
         debug=debug if args.debug else None,
-    ) as client:
+    )
+
+
+def _credential_process(
+    args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO
+) -> int:
+    with _client(args, stdin, stderr) as client:
         credentials = client.create_session()
     stdout.write(credentials.to_process_json())
     stdout.flush()
     return 0
+
+
+def _update(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    import signal
+    import threading
+
+    from .credfile import credentials_file_path, run_update
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, on_signal)
+    with _client(args, stdin, stderr) as client:
+        return run_update(
+            client.create_session,
+            credentials_file_path(),
+            args.profile,
+            once=args.once,
+            wait=stop.wait,
+            err=stderr,
+        )
 
 
 def _signing_key(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> SigningKey:
@@ -355,6 +398,7 @@ def _ship(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextI
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO, TextIO], int]] = {
     "credential-process": _credential_process,
+    "update": _update,
     "sign-string": _sign_string,
     "read-certificate-data": _read_certificate_data,
     "demo": _demo,

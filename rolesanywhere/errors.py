@@ -11,6 +11,7 @@ __all__ = [
     "AccessDeniedError",
     "CertificateValidityError",
     "CredentialsError",
+    "CredentialsFileError",
     "IdentityError",
     "InvalidParameterError",
     "KeyMismatchError",
@@ -128,6 +129,10 @@ class ThrottlingError(ServiceError):
 
 class CredentialsError(RolesAnywhereError):
     """The service's answer held no usable credentials."""
+
+
+class CredentialsFileError(RolesAnywhereError):
+    """The AWS shared credentials file could not be written (``update``)."""
 
 
 # --- transport --------------------------------------------------------------------------------

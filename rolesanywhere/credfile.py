@@ -1,0 +1,211 @@
+"""Keeping a profile of the AWS shared credentials file up to date (the ``update`` command).
+
+:func:`update_profile` is pure: it rewrites the text of a credentials file so that one profile
+holds the given credentials, keeping every other line as it was. :func:`write_profile` does the
+file work better than the Go helper (which writes in place, unlocked, and makes ``~/.aws`` with
+mode 0600): the directory is made 0700, the file written 0600 to a temporary name, fsynced and
+renamed over the old one, under an exclusive lock of ``<file>.lock``, with retries.
+:func:`run_update` refreshes the profile five minutes before the credentials expire.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TextIO
+
+from .credentials import Credentials, format_expiration
+from .errors import CredentialsFileError, RolesAnywhereError
+
+__all__ = [
+    "REFRESH_BEFORE",
+    "credentials_file_path",
+    "next_update_in",
+    "run_update",
+    "update_profile",
+    "write_profile",
+]
+
+#: How long before expiry the profile is refreshed (as the Go helper does).
+REFRESH_BEFORE = timedelta(minutes=5)
+_KEYS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+_SECTION = re.compile(r"^\s*\[\s*([^\]]*?)\s*\]\s*(?:[#;].*)?$")
+_KEY_LINE = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=")
+
+
+def credentials_file_path(environ: dict[str, str] | None = None) -> Path:
+    """``$AWS_SHARED_CREDENTIALS_FILE``, else ``~/.aws/credentials``."""
+    env = os.environ if environ is None else environ
+    given = env.get("AWS_SHARED_CREDENTIALS_FILE")
+    return Path(given).expanduser() if given else Path.home() / ".aws" / "credentials"
+
+
+def update_profile(text: str, profile: str, credentials: Credentials) -> str:
+    """``text`` with ``[profile]`` holding ``credentials``; every other line is kept.
+
+    In the profile, the three key lines are replaced where they are (a second occurrence of one
+    is dropped) and missing ones added after the section's last setting; other settings
+    (``region``…) stay. A missing profile is appended. Line endings follow the file's.
+    """
+    if not profile or any(c in profile for c in "[]\r\n"):
+        raise ValueError(f"not a profile name: {profile!r}")
+    newline = "\r\n" if "\r\n" in text else "\n"
+    values = {
+        "aws_access_key_id": credentials.access_key_id,
+        "aws_secret_access_key": credentials.secret_access_key,
+        "aws_session_token": credentials.session_token or "",
+    }
+    lines = text.splitlines()
+    out: list[str] = []
+    in_profile = found = False
+    written: set[str] = set()
+    last_setting = -1  # index in ``out`` of the profile's last non-blank line
+
+    def add_missing() -> None:
+        missing = [f"{k} = {values[k]}" for k in _KEYS if k not in written]
+        out[last_setting + 1 : last_setting + 1] = missing
+
+    for line in lines:
+        section = _SECTION.match(line)
+        if section is not None:
+            if in_profile:
+                add_missing()
+            in_profile = section.group(1) == profile
+            found = found or in_profile
+            out.append(line)
+            if in_profile:
+                written = set()
+                last_setting = len(out) - 1
+            continue
+        if in_profile:
+            key = _KEY_LINE.match(line)
+            name = key.group(1).lower() if key else None
+            if name in values:
+                if name not in written:
+                    out.append(f"{name} = {values[name]}")
+                    written.add(name)
+                    last_setting = len(out) - 1
+                continue
+            out.append(line)
+            if line.strip():
+                last_setting = len(out) - 1
+            continue
+        out.append(line)
+    if in_profile:
+        add_missing()
+    if not found:
+        if out and out[-1].strip():
+            out.append("")
+        out.append(f"[{profile}]")
+        out.extend(f"{k} = {values[k]}" for k in _KEYS)
+    return newline.join(out) + newline
+
+
+def write_profile(
+    path: Path,
+    profile: str,
+    credentials: Credentials,
+    *,
+    attempts: int = 3,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Write ``credentials`` into ``profile`` of the file at ``path`` (see the module's doc).
+
+    Raises :class:`CredentialsFileError` after ``attempts`` failures; the message names the
+    file, never a secret.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            _write_once(path, profile, credentials)
+            return
+        except OSError as exc:
+            if attempt == attempts:
+                reason = exc.strerror or type(exc).__name__
+                raise CredentialsFileError(
+                    f"cannot write {path} ({reason}): check the permissions of its folder, "
+                    "or set AWS_SHARED_CREDENTIALS_FILE"
+                ) from None
+            sleep(0.1 * 2**attempt)
+
+
+def _write_once(path: Path, profile: str, credentials: Credentials) -> None:
+    import fcntl
+
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        try:
+            old = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            old = ""
+        new = update_profile(old, profile, credentials)
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, new.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.replace(temp, path)
+        except OSError:
+            temp.unlink(missing_ok=True)
+            raise
+    finally:
+        os.close(lock_fd)
+
+
+def next_update_in(credentials: Credentials, now: datetime | None = None) -> float:
+    """Seconds until the profile should be refreshed: five minutes before expiry, at least 10 s
+    from now (``inf`` for credentials that do not expire)."""
+    if credentials.expiration is None:
+        return float("inf")
+    due = credentials.expiration - REFRESH_BEFORE
+    return max((due - (now or datetime.now(UTC))).total_seconds(), 10.0)
+
+
+def run_update(
+    fetch: Callable[[], Credentials],
+    path: Path,
+    profile: str,
+    *,
+    once: bool,
+    wait: Callable[[float], bool],
+    err: TextIO,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> int:
+    """Fetch credentials and write them, then again before each expiry, until ``wait`` returns
+    ``True`` (asked to stop) or, with ``once``, after the first write. A failed fetch or write
+    is reported on ``err`` and retried with backoff (up to a minute); with ``once`` it is
+    raised. Returns the exit status."""
+    failures = 0
+    while True:
+        try:
+            credentials = fetch()
+            write_profile(path, profile, credentials)
+        except RolesAnywhereError as exc:
+            if once:
+                raise
+            failures += 1
+            delay = min(60.0, 2.0**failures)
+            print(f"update failed ({exc}); trying again in {delay:g} s", file=err, flush=True)
+            if wait(delay):
+                return 0
+            continue
+        failures = 0
+        expiry = format_expiration(credentials.expiration) if credentials.expiration else "never"
+        print(
+            f"updated profile [{profile}] in {path}; credentials expire {expiry}",
+            file=err,
+            flush=True,
+        )
+        if once:
+            return 0
+        if wait(next_update_in(credentials, clock())):
+            return 0
