@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn, TextIO, TypeVar
 
 if TYPE_CHECKING:
+    import threading
+
     from .client import RolesAnywhereClient
     from .identity import Identity
     from .keys import SigningKey
@@ -108,6 +110,13 @@ def _add_update_flags(parser: argparse.ArgumentParser) -> None:
     add("--once", action="store_true", help="write the credentials once, then exit")
 
 
+def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
+    _add_identity_flags(parser)
+    add = parser.add_argument
+    add("--port", type=int, default=9911, help="port on 127.0.0.1 (default 9911)")
+    add("--hop-limit", type=int, default=64, help="IP TTL of the answers (1: this host only)")
+
+
 def _add_sign_string_flags(parser: argparse.ArgumentParser) -> None:
     from .diagnostics import DIGESTS, FORMATS
 
@@ -161,6 +170,10 @@ _SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None] | N
     "update": (
         "keep a profile of the AWS credentials file up to date",
         _add_update_flags,
+    ),
+    "serve": (
+        "serve credentials on 127.0.0.1 the way EC2's IMDSv2 does",
+        _add_serve_flags,
     ),
     "sign-string": (
         "sign the helper's fixed test string with the private key (diagnostics)",
@@ -296,11 +309,10 @@ def _credential_process(
     return 0
 
 
-def _update(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT (when called from the main thread)."""
     import signal
     import threading
-
-    from .credfile import credentials_file_path, run_update
 
     stop = threading.Event()
 
@@ -310,6 +322,13 @@ def _update(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: Tex
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, on_signal)
+    return stop
+
+
+def _update(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    from .credfile import credentials_file_path, run_update
+
+    stop = _stop_on_signals()
     with _client(args, stdin, stderr) as client:
         return run_update(
             client.create_session,
@@ -339,6 +358,40 @@ def _signing_key(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> Sig
     return _with_password(
         args, stdin, stderr, lambda pw: load_private_key(source.data, pw, source=source.name)
     )
+
+
+def _serve(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    from .imds import ImdsCore, role_name_from_arn, serve
+    from .refresh import RefreshingCredentials
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be 0 to 65535, not {args.port}")
+    if not 1 <= args.hop_limit <= 255:
+        raise UsageError(f"--hop-limit must be 1 to 255, not {args.hop_limit}")
+    stop = _stop_on_signals()
+    with _client(args, stdin, stderr) as client:
+        credentials = RefreshingCredentials(client)
+        credentials.get()  # fail now, with one line, if the set-up is wrong
+        core = ImdsCore(role_name_from_arn(args.role_arn), credentials.get)
+
+        def ready(port: int) -> None:
+            print(
+                f"serving credentials for role {core.role_name} on http://127.0.0.1:{port}/ "
+                f"(AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:{port}/)",
+                file=stderr,
+                flush=True,
+            )
+
+        try:
+            serve(core, port=args.port, hop_limit=args.hop_limit, ready=ready, stop=stop)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}: "
+                "pick another --port"
+            ) from None
+        finally:
+            credentials.close()
+    return 0
 
 
 def _sign_string(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
@@ -399,6 +452,7 @@ def _ship(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextI
 _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO, TextIO], int]] = {
     "credential-process": _credential_process,
     "update": _update,
+    "serve": _serve,
     "sign-string": _sign_string,
     "read-certificate-data": _read_certificate_data,
     "demo": _demo,

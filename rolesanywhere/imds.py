@@ -1,0 +1,216 @@
+"""An IMDSv2 look-alike on loopback that serves Roles Anywhere credentials (the ``serve`` command).
+
+AWS SDKs pointed at it (``AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:9911/``) fetch
+credentials as on EC2 (PROTOCOL.md §2):
+
+- ``PUT /latest/api/token`` with ``X-aws-ec2-metadata-token-ttl-seconds: 1..21600`` → a session
+  token (body), the TTL echoed in the same header. 400 when the TTL is missing or bad, or when the
+  request carries ``X-Forwarded-For`` (it came through a proxy); any other method 405.
+- ``GET /latest/meta-data/iam/security-credentials/`` → the role name;
+  ``GET …/security-credentials/<role>`` → ``{"Code":"Success","Type":"AWS-HMAC",…}``. Both need
+  ``X-aws-ec2-metadata-token`` with a live token, else 401.
+
+:class:`ImdsCore` answers requests as pure data; :func:`serve` runs it in a threaded HTTP server
+bound to 127.0.0.1 only, with ``hop_limit`` as the IP TTL of its answers (1 keeps them on the
+host). Credentials come from a callable, typically
+:meth:`~rolesanywhere.refresh.RefreshingCredentials.get` (refreshed before expiry, one refresh at
+a time); when a refresh fails, credentials that have not expired yet are served on (the Go helper
+serves empty ones with status 200), and only without any is the answer a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+from .credentials import Credentials, format_expiration
+from .http11 import Response
+
+__all__ = ["MAX_TOKEN_TTL", "ImdsCore", "role_name_from_arn", "serve"]
+
+logger = logging.getLogger("rolesanywhere.imds")
+
+#: Longest token lifetime IMDSv2 grants (6 hours).
+MAX_TOKEN_TTL = 21600
+_TOKEN_PATH = "/latest/api/token"  # noqa: S105 - a path
+_CREDENTIALS_PATH = "/latest/meta-data/iam/security-credentials/"
+_TTL_HEADER = "x-aws-ec2-metadata-token-ttl-seconds"
+_TOKEN_HEADER = "x-aws-ec2-metadata-token"  # noqa: S105 - a header name
+_MAX_TOKENS = 10_000
+
+
+def _text(status: int, text: str, *headers: tuple[str, str]) -> Response:
+    return Response(status, (("Content-Type", "text/plain"), *headers), text.encode())
+
+
+def role_name_from_arn(role_arn: str) -> str:
+    """The role's name: the last path segment of its ARN (``…:role/path/name`` → ``name``)."""
+    return role_arn.rsplit("/", 1)[-1]
+
+
+class ImdsCore:
+    """The IMDSv2 subset SDKs use for credentials, as a function of requests (thread-safe)."""
+
+    def __init__(
+        self,
+        role_name: str,
+        credentials: Callable[[], Credentials],
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.role_name = role_name
+        self._credentials = credentials
+        self._monotonic = monotonic
+        self._now = now
+        self._lock = threading.Lock()
+        self._tokens: dict[str, float] = {}  # token -> monotonic expiry
+        self._served: Credentials | None = None
+        self._last_updated: datetime | None = None
+
+    def handle(self, method: str, path: str, headers: Mapping[str, str]) -> Response:
+        """The answer to one request; ``headers`` with lower-case names."""
+        path = path.split("?", 1)[0]
+        if path == _TOKEN_PATH:
+            return self._token(method, headers)
+        if not path.startswith(_CREDENTIALS_PATH):
+            return _text(404, "Not Found")
+        if method != "GET":
+            return _text(405, "Method Not Allowed", ("Allow", "GET"))
+        if not self._token_ok(headers.get(_TOKEN_HEADER)):
+            return _text(401, "Unauthorized")
+        name = path[len(_CREDENTIALS_PATH) :]
+        if not name:
+            return _text(200, self.role_name)
+        if name.rstrip("/") != self.role_name:
+            return _text(404, "Not Found")
+        return self._credentials_answer()
+
+    def _token(self, method: str, headers: Mapping[str, str]) -> Response:
+        if method != "PUT":
+            return _text(405, "Method Not Allowed", ("Allow", "PUT"))
+        if "x-forwarded-for" in headers:
+            return _text(400, "Bad Request: forwarded requests are refused")
+        raw = headers.get(_TTL_HEADER, "").strip()
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_TOKEN_TTL:
+            return _text(400, f"Bad Request: {_TTL_HEADER} must be 1 to {MAX_TOKEN_TTL}")
+        ttl = int(raw)
+        token = secrets.token_urlsafe(32)
+        now = self._monotonic()
+        with self._lock:
+            if len(self._tokens) >= _MAX_TOKENS:
+                self._tokens = {t: end for t, end in self._tokens.items() if end > now}
+                while len(self._tokens) >= _MAX_TOKENS:  # all live: drop the oldest
+                    del self._tokens[next(iter(self._tokens))]
+            self._tokens[token] = now + ttl
+        return _text(200, token, ("X-aws-ec2-metadata-token-ttl-seconds", str(ttl)))
+
+    def _token_ok(self, token: str | None) -> bool:
+        if not token:
+            return False
+        with self._lock:
+            end = self._tokens.get(token)
+            if end is None:
+                return False
+            if end <= self._monotonic():
+                del self._tokens[token]
+                return False
+            return True
+
+    def _credentials_answer(self) -> Response:
+        try:
+            credentials = self._credentials()
+        except Exception as exc:  # keep serving what is still valid
+            with self._lock:
+                kept = self._served
+            if kept is None or kept.seconds_left(self._now()) <= 0:
+                logger.error("no credentials to serve: %s", exc)
+                return _text(500, "Internal Server Error: no credentials")
+            logger.warning("refresh failed, serving the current credentials: %s", exc)
+            credentials = kept
+        with self._lock:
+            if self._served is None or self._served.access_key_id != credentials.access_key_id:
+                self._served, self._last_updated = credentials, self._now()
+            updated = self._last_updated or self._now()
+        body = {
+            "Code": "Success",
+            "LastUpdated": format_expiration(updated),
+            "Type": "AWS-HMAC",
+            "AccessKeyId": credentials.access_key_id,
+            "SecretAccessKey": credentials.secret_access_key,
+            "Token": credentials.session_token or "",
+            "Expiration": (
+                format_expiration(credentials.expiration) if credentials.expiration else ""
+            ),
+        }
+        return Response(
+            200, (("Content-Type", "application/json"),), json.dumps(body, indent=2).encode()
+        )
+
+
+def serve(
+    core: ImdsCore,
+    *,
+    port: int = 9911,
+    hop_limit: int = 64,
+    ready: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Serve ``core`` on 127.0.0.1:``port`` (0: any free port) until ``stop`` is set.
+
+    ``ready(port)`` is called once the socket listens. Answers leave with IP TTL ``hop_limit``.
+    """
+    import socket
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "rolesanywhere-imds"
+        sys_version = ""
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(min(length, 65536))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            answer = core.handle(self.command, self.path, headers)
+            self.send_response(answer.status)
+            for name, value in answer.headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(answer.body)))
+            self.end_headers()
+            self.wfile.write(answer.body)
+
+        do_GET = do_PUT = do_POST = do_DELETE = _answer
+
+        def log_message(self, format: str, *args: object) -> None:
+            logger.debug("%s %s", self.address_string(), format % args)
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+        def get_request(self) -> tuple[socket.socket, object]:
+            conn, address = super().get_request()
+            conn.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, hop_limit)
+            return conn, address
+
+    server = Server(("127.0.0.1", port), Handler)
+    try:
+        if ready is not None:
+            ready(server.server_address[1])
+        if stop is None:
+            server.serve_forever()
+            return
+        worker = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2})
+        worker.start()
+        stop.wait()
+        server.shutdown()
+        worker.join()
+    finally:
+        server.server_close()
