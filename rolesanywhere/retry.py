@@ -34,5 +34,6 @@ class RetryPolicy(Value):
 
     def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        ceiling = min(self.max_delay, self.base_delay * 2.0 ** max(attempt - 1, 0))
+        # The exponent is capped: 2.0 ** 1024 overflows, and a retry-forever loop gets there.
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** min(max(attempt - 1, 0), 62))
         return rand() * ceiling

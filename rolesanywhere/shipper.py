@@ -710,11 +710,13 @@ class _Core:
         self.retries: dict[str, int] = {}
         self.splits_413 = 0
         self.bisections_400 = 0
-        # the refusal breaker: 400 answers in a row, whether it is open, seconds held since
+        # the refusal breaker: 400 answers in a row, whether it is open, when it opened (clock)
         self.refusal_streak = 0
         self.refusal_open = False
-        self.refusal_held = 0.0
+        self.refusal_opened_at = 0.0
         self.refusal_trips = 0
+        # Held batches are retried at most this often, however small the backoff settings.
+        self._hold_pause = min(1.0, config.refusal_hold / 10)
         self.events_quarantined = 0
         self.quarantined: dict[str, int] = {}
         self.truncated_events = 0
@@ -926,8 +928,7 @@ class _Core:
                         break
                     if status == 400 and self._refusals_hold(answer.detail):
                         attempt += 1
-                        pause = self.delay(attempt, answer.retry_after)
-                        self.refusal_held += pause
+                        pause = max(self.delay(attempt, answer.retry_after), self._hold_pause)
                         yield _Sleep(pause)
                         continue
                     if status in (400, 413):
@@ -983,9 +984,9 @@ class _Core:
     def _refusals_hold(self, detail: str) -> bool:
         """Count a 400; ``True`` while the breaker holds refused batches (retry, no bisection).
 
-        ``refusal_breaker`` 400s in a row open it; a 2xx closes it. After ``refusal_hold``
-        seconds of holding, bisection resumes (so a burst of truly bad events cannot stall the
-        stream for ever) and the count starts again.
+        ``refusal_breaker`` 400s in a row open it; a 2xx closes it. ``refusal_hold`` seconds
+        (by the clock, however many workers hold) after it opened, bisection resumes, so a burst
+        of truly bad events cannot stall the stream for ever, and the count starts again.
         """
         self.refusal_streak += 1
         breaker = self.config.refusal_breaker
@@ -993,7 +994,7 @@ class _Core:
             if not breaker or self.refusal_streak < breaker:
                 return False
             self.refusal_open = True
-            self.refusal_held = 0.0
+            self.refusal_opened_at = self.clock()
             self.refusal_trips += 1
             logger.error(
                 "OpenSearch Ingestion refused the last %d requests in a row (HTTP 400: %s): "
@@ -1004,14 +1005,14 @@ class _Core:
                 detail,
                 self.config.refusal_hold,
             )
-        if self.refusal_held < self.config.refusal_hold:
+        if self.clock() - self.refusal_opened_at < self.config.refusal_hold:
             self.last_error = f"HTTP 400 for every request (held): {detail}"
             return True
         self.refusal_open = False
         self.refusal_streak = 1
         logger.error(
             "still refused after holding for %g s: resuming bisection and the dead letter",
-            self.refusal_held,
+            self.config.refusal_hold,
         )
         return False
 

@@ -186,7 +186,7 @@ class AsyncHttpxTransport(_HttpxBase["httpx.AsyncClient"]):
         import weakref
 
         super().__init__(verify=verify, trust_env=trust_env, client=client)
-        # Entries go away with their loop; a closed loop's client is left to the collector.
+        # Weak keys: an entry may also go with its loop once nothing else holds either.
         self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
             weakref.WeakKeyDictionary()
         )
@@ -199,6 +199,10 @@ class AsyncHttpxTransport(_HttpxBase["httpx.AsyncClient"]):
         if self._client is not None:
             return self._client
         loop = asyncio.get_running_loop()
+        # A closed loop's pool cannot be closed any more; dropping it lets the collector close
+        # its sockets (the pool refers to its loop, so the weak key alone would never go).
+        for old in [other for other in self._per_loop if other.is_closed()]:
+            del self._per_loop[old]
         client = self._per_loop.get(loop)
         if client is None:
             client = self._per_loop[loop] = httpx.AsyncClient(**self._options())
@@ -216,7 +220,8 @@ class AsyncHttpxTransport(_HttpxBase["httpx.AsyncClient"]):
         return self._answer(response)
 
     async def aclose(self) -> None:
-        """Close the client given or the current loop's; forget those of other loops."""
+        """Close the client given, or the current loop's pool (other loops' pools stay: they
+        may be in use; those of closed loops are dropped)."""
         import asyncio
 
         if self._client is not None:
@@ -224,7 +229,8 @@ class AsyncHttpxTransport(_HttpxBase["httpx.AsyncClient"]):
             self._client = None
             return
         mine = self._per_loop.pop(asyncio.get_running_loop(), None)
-        self._per_loop.clear()
+        for old in [other for other in self._per_loop if other.is_closed()]:
+            del self._per_loop[old]
         if mine is not None:
             await mine.aclose()
 
@@ -234,7 +240,8 @@ class StdlibTransport:
     import.
 
     Meant for short-lived processes (the ``credential-process`` command) that send one request.
-    ``connect_timeout`` bounds connecting and the TLS handshake, ``timeout`` each read and write.
+    ``connect_timeout`` bounds connecting and the TLS handshake, ``timeout`` the rest of the
+    exchange (sending the request and reading the whole answer).
     """
 
     def __init__(self, *, verify: bool | ssl.SSLContext = True) -> None:

@@ -40,6 +40,8 @@ class Value:
         own = cls.__dict__.get("__slots__", ())
         cls._fields = cls._fields + ((own,) if isinstance(own, str) else tuple(own))
         cls._setters = tuple(getattr(cls, name).__set__ for name in cls._fields)
+        # positional ``case Record(a, b)`` patterns
+        type.__setattr__(cls, "__match_args__", cls._fields)
         compared = tuple(f for f in cls._fields if f not in cls._uncompared)
         cls._compared = compared
         getter = attrgetter(*compared) if compared else (lambda _: ())

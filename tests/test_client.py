@@ -18,6 +18,7 @@ from rolesanywhere.identity import Identity
 from rolesanywhere.retry import RetryPolicy
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI
+from rolesanywhere.transport import AsyncHttpxTransport
 
 ANCHOR = (
     "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/a1b2c3d4-0000-0000-0000-000000000001"
@@ -231,3 +232,26 @@ def test_async_client_works_on_every_event_loop(
     keys += results
     assert len(set(keys)) == 4 and emu.calls == 4
     asyncio.run(client.aclose())
+
+
+def test_pools_of_finished_event_loops_are_let_go(
+    rolesanywhere_emulator: RolesAnywhereEmulator, rolesanywhere_pki: PKI
+) -> None:
+    import gc
+    import os
+
+    client = rolesanywhere_emulator.async_client(rolesanywhere_pki.leaf().identity())
+
+    async def one() -> None:
+        await client.create_session()
+
+    asyncio.run(one())
+    gc.collect()
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(8):
+        asyncio.run(one())
+        gc.collect()
+    transport = client.transport()
+    assert isinstance(transport, AsyncHttpxTransport)
+    assert len(transport._per_loop) <= 1
+    assert len(os.listdir("/proc/self/fd")) <= before + 2  # no socket per finished loop

@@ -1168,3 +1168,23 @@ def test_async_close_timeout_abandons(tmp_path: Path) -> None:
     shipper = asyncio.run(main())
     assert time.monotonic() - started < 5
     assert shipper.stats().abandoned_events == 5
+
+
+def test_the_breaker_holds_by_the_clock_and_never_spins(tmp_path: Path) -> None:
+    # backoff 0 and several workers: held batches still wait between tries, and the hold ends
+    # by the clock, not by a sum of pauses.
+    server = Server(decide=lambda events: 400)
+    config = make_config(
+        tmp_path, batch_bytes=2048, max_in_flight=4, backoff_base=0, backoff_max=0,
+        refusal_breaker=8, refusal_hold=0.5,
+    )  # fmt: skip
+    with Shipper(config, transport=server.transport) as shipper:
+        shipper.submit(lines(60))
+        started = time.monotonic()
+        assert shipper.flush(timeout=30)
+        elapsed = time.monotonic() - started
+        stats = shipper.stats()
+    assert stats.quarantined == {"400": 60} and stats.refusal_trips >= 1
+    assert elapsed >= 0.5 * stats.refusal_trips * 0.9
+    # at most one try per worker per 50 ms pause while held, plus the bisection requests
+    assert stats.requests <= 4 * (elapsed / 0.05 + 1) + 4 * 60

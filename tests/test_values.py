@@ -103,3 +103,11 @@ def test_a_single_field_record_compares_by_that_field() -> None:
     assert One((1, 2)) != One((1,))
     assert One(1) != One((1,))  # the key is a tuple of fields, not the bare field
     assert hash(One("a")) == hash(One("a"))
+
+
+def test_positional_match_patterns_follow_the_fields() -> None:
+    match Labelled(1, 2, "a", "s"):
+        case Labelled(x, y, label):
+            assert (x, y, label) == (1, 2, "a")
+        case _:  # pragma: no cover
+            raise AssertionError("no match")
