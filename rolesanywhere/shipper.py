@@ -319,7 +319,7 @@ class ShipperStats:
     refusal_trips: int
     events_quarantined: int
     #: Quarantined events by cause: ``"400"``, ``"413"``, ``"retry_limit"``, ``"oversize"``,
-    #: ``"unencodable"``.
+    #: ``"unencodable"``, ``"error"`` (a bug in the shipper: reported in the log).
     quarantined: dict[str, int]
     truncated_events: int
     invalid_utf8_lines: int
@@ -974,6 +974,17 @@ class _Core:
                 left_over.append(current)
             self.abandon(left_over)
             raise
+        except Exception as exc:
+            # A bug. Never strand events (they would stay pending for ever and flush() would
+            # never return): what is left goes to the dead letter, then the error goes on to
+            # the worker, which logs it with its traceback.
+            left_over = list(stack)
+            if current is not None:
+                left_over.append(current)
+            reason = f"internal error ({type(exc).__name__}: {exc}): please report it"
+            for part in left_over:
+                yield from self._quarantine(part, reason, None, "error")
+            raise
 
     def _accepted(self) -> None:
         self.refusal_streak = 0
@@ -1446,14 +1457,19 @@ class Shipper(_ShellBase):
                     return
             else:
                 outcome = self._dead_letter_write(action)
+            failure: Exception | None = None
             with self._lock:
                 try:
                     action = flow.send(outcome)
                 except StopIteration:
                     action = None
+                except Exception as exc:  # a bug: what the flow settled still counts
+                    action, failure = None, exc
                 done = self._take_completed()
                 self._space.notify_all()
             self._call_back(done)
+            if failure is not None:
+                raise failure
 
     def _send(self, batch: _Batch) -> _Answer:
         body = self._core.body(batch)
@@ -1666,13 +1682,18 @@ class AsyncShipper(_ShellBase):
                         return
                 else:
                     outcome = await asyncio.to_thread(self._dead_letter_write, action)
+                failure: Exception | None = None
                 try:
                     action = flow.send(outcome)
                 except StopIteration:
                     action = None
+                except Exception as exc:  # a bug: what the flow settled still counts
+                    action, failure = None, exc
                 await self._call_back(self._take_completed())
                 async with self._cond:
                     self._cond.notify_all()
+                if failure is not None:
+                    raise failure
         except asyncio.CancelledError:
             flow.close()
             raise

@@ -1188,3 +1188,51 @@ def test_the_breaker_holds_by_the_clock_and_never_spins(tmp_path: Path) -> None:
     assert elapsed >= 0.5 * stats.refusal_trips * 0.9
     # at most one try per worker per 50 ms pause while held, plus the bisection requests
     assert stats.requests <= 4 * (elapsed / 0.05 + 1) + 4 * 60
+
+
+def test_a_bug_while_delivering_sends_the_batch_to_the_dead_letter_not_to_limbo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rolesanywhere import shipper as shipper_module
+
+    def broken(self: Any, attempt: int, retry_after: float | None) -> float:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(shipper_module._Core, "delay", broken)
+    server = Server(script=[503])  # the retry asks for a delay: the bug
+    config = make_config(tmp_path, max_in_flight=1)
+    with Shipper(config, transport=server.transport) as shipper:
+        shipper.submit(lines(10))
+        started = time.monotonic()
+        assert shipper.flush(timeout=10)  # returns, at once: nothing left pending
+        assert time.monotonic() - started < 4
+        stats = shipper.stats()
+    assert stats.quarantined == {"error": 10} and stats.pending_events == 0
+    letters = dead_letters(config)
+    assert (
+        len(letters) == 10 and "internal error (ZeroDivisionError: a bug)" in letters[0]["reason"]
+    )
+    assert any("shipper worker failed" in r.message for r in caplog.records)
+
+
+def test_a_bug_in_the_async_shipper_also_settles_the_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rolesanywhere import shipper as shipper_module
+
+    def broken(self: Any, attempt: int, retry_after: float | None) -> float:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(shipper_module._Core, "delay", broken)
+    server = Server(script=[503])
+    config = make_config(tmp_path, max_in_flight=1)
+
+    async def run() -> dict[str, int]:
+        async with AsyncShipper(config, transport=httpx.MockTransport(server)) as shipper:
+            await shipper.submit(lines(10))
+            assert await shipper.flush(timeout=5)
+            return shipper.stats().quarantined
+
+    started = time.monotonic()
+    assert asyncio.run(run()) == {"error": 10}
+    assert time.monotonic() - started < 4
