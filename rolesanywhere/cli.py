@@ -361,23 +361,34 @@ def _signing_key(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> Sig
 
 
 def _serve(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
-    from .imds import ImdsCore, role_name_from_arn, serve
+    from .imds import CONTAINER_PATH, ImdsCore, role_name_from_arn, serve
     from .refresh import RefreshingCredentials
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0 to 65535, not {args.port}")
     if not 1 <= args.hop_limit <= 255:
         raise UsageError(f"--hop-limit must be 1 to 255, not {args.hop_limit}")
+    import os
+
+    container_token = os.environ.get("AWS_CONTAINER_AUTHORIZATION_TOKEN") or None
     stop = _stop_on_signals()
     with _client(args, stdin, stderr) as client:
         credentials = RefreshingCredentials(client)
         credentials.get()  # fail now, with one line, if the set-up is wrong
-        core = ImdsCore(role_name_from_arn(args.role_arn), credentials.get)
+        core = ImdsCore(
+            role_name_from_arn(args.role_arn), credentials.get, container_token=container_token
+        )
 
         def ready(port: int) -> None:
             print(
                 f"serving credentials for role {core.role_name} on http://127.0.0.1:{port}/ "
-                f"(AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:{port}/)",
+                f"(AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:{port}/"
+                + (
+                    f", AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:{port}{CONTAINER_PATH}"
+                    if container_token
+                    else ""
+                )
+                + ")",
                 file=stderr,
                 flush=True,
             )

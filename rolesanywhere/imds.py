@@ -9,6 +9,10 @@ credentials as on EC2 (PROTOCOL.md §2):
 - ``GET /latest/meta-data/iam/security-credentials/`` → the role name;
   ``GET …/security-credentials/<role>`` → ``{"Code":"Success","Type":"AWS-HMAC",…}``. Both need
   ``X-aws-ec2-metadata-token`` with a live token, else 401.
+- With a container token: ``GET /credentials`` with that token as ``Authorization`` →
+  ``{"AccessKeyId":…,"SecretAccessKey":…,"Token":…,"Expiration":…}``, what AWS SDKs read from
+  ``AWS_CONTAINER_CREDENTIALS_FULL_URI`` (with ``AWS_CONTAINER_AUTHORIZATION_TOKEN``); a wrong or
+  missing token gets a 401. The Go helper lacks this (its issue #40).
 
 :class:`ImdsCore` answers requests as pure data; :func:`serve` runs it in a threaded HTTP server
 bound to 127.0.0.1 only, with ``hop_limit`` as the IP TTL of its answers (1 keeps them on the
@@ -31,7 +35,7 @@ from datetime import UTC, datetime
 from .credentials import Credentials, format_expiration
 from .http11 import Response
 
-__all__ = ["MAX_TOKEN_TTL", "ImdsCore", "role_name_from_arn", "serve"]
+__all__ = ["CONTAINER_PATH", "MAX_TOKEN_TTL", "ImdsCore", "role_name_from_arn", "serve"]
 
 logger = logging.getLogger("rolesanywhere.imds")
 
@@ -42,6 +46,9 @@ _CREDENTIALS_PATH = "/latest/meta-data/iam/security-credentials/"
 _TTL_HEADER = "x-aws-ec2-metadata-token-ttl-seconds"
 _TOKEN_HEADER = "x-aws-ec2-metadata-token"  # noqa: S105 - a header name
 _MAX_TOKENS = 10_000
+#: Where ``serve`` answers as a container credentials endpoint
+#: (``AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:9911/credentials``).
+CONTAINER_PATH = "/credentials"
 
 
 def _text(status: int, text: str, *headers: tuple[str, str]) -> Response:
@@ -61,10 +68,14 @@ class ImdsCore:
         role_name: str,
         credentials: Callable[[], Credentials],
         *,
+        container_token: str | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.role_name = role_name
+        #: With a token, ``GET /credentials`` answers as the ECS container endpoint does, to
+        #: requests whose ``Authorization`` header is that token.
+        self.container_token = container_token
         self._credentials = credentials
         self._monotonic = monotonic
         self._now = now
@@ -78,6 +89,8 @@ class ImdsCore:
         path = path.split("?", 1)[0]
         if path == _TOKEN_PATH:
             return self._token(method, headers)
+        if path == CONTAINER_PATH and self.container_token is not None:
+            return self._container(method, headers)
         if not path.startswith(_CREDENTIALS_PATH):
             return _text(404, "Not Found")
         if method != "GET":
@@ -122,7 +135,16 @@ class ImdsCore:
                 return False
             return True
 
-    def _credentials_answer(self) -> Response:
+    def _container(self, method: str, headers: Mapping[str, str]) -> Response:
+        if method != "GET":
+            return _text(405, "Method Not Allowed", ("Allow", "GET"))
+        given = headers.get("authorization", "").encode()
+        assert self.container_token is not None
+        if not secrets.compare_digest(given, self.container_token.encode()):
+            return _text(401, "Unauthorized")
+        return self._credentials_answer(container=True)
+
+    def _credentials_answer(self, *, container: bool = False) -> Response:
         try:
             credentials = self._credentials()
         except Exception as exc:  # keep serving what is still valid
@@ -137,17 +159,20 @@ class ImdsCore:
             if self._served is None or self._served.access_key_id != credentials.access_key_id:
                 self._served, self._last_updated = credentials, self._now()
             updated = self._last_updated or self._now()
-        body = {
-            "Code": "Success",
-            "LastUpdated": format_expiration(updated),
-            "Type": "AWS-HMAC",
+        expiration = format_expiration(credentials.expiration) if credentials.expiration else ""
+        body: dict[str, str] = {
             "AccessKeyId": credentials.access_key_id,
             "SecretAccessKey": credentials.secret_access_key,
             "Token": credentials.session_token or "",
-            "Expiration": (
-                format_expiration(credentials.expiration) if credentials.expiration else ""
-            ),
+            "Expiration": expiration,
         }
+        if not container:
+            body = {
+                "Code": "Success",
+                "LastUpdated": format_expiration(updated),
+                "Type": "AWS-HMAC",
+                **body,
+            }
         return Response(
             200, (("Content-Type", "application/json"),), json.dumps(body, indent=2).encode()
         )

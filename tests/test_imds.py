@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from botocore.utils import InstanceMetadataFetcher
+from botocore.utils import ContainerMetadataFetcher, InstanceMetadataFetcher
 
 from rolesanywhere.credentials import Credentials
 from rolesanywhere.errors import NetworkError
@@ -118,9 +118,28 @@ def test_a_failed_refresh_serves_the_still_valid_credentials() -> None:
     assert empty.handle("GET", CREDS_PATH + "onprem", live).status == 500
 
 
+def test_container_credentials_need_the_authorization_token() -> None:
+    core = ImdsCore("onprem", lambda: CREDS, container_token="s3cr3t-container-token")
+    assert core.handle("GET", "/credentials", {}).status == 401
+    assert core.handle("GET", "/credentials", {"authorization": "wrong"}).status == 401
+    assert (
+        core.handle("PUT", "/credentials", {"authorization": "s3cr3t-container-token"}).status
+        == 405
+    )
+    answer = core.handle("GET", "/credentials", {"authorization": "s3cr3t-container-token"})
+    assert answer.status == 200
+    assert json.loads(answer.body) == {
+        "AccessKeyId": "ASIAIMDS", "SecretAccessKey": "imds-secret", "Token": "imds-token",
+        "Expiration": "2026-11-27T13:00:00Z",
+    }  # fmt: skip
+    # Without a token configured there is no container endpoint at all.
+    plain, _ = make()
+    assert plain.handle("GET", "/credentials", {"authorization": ""}).status == 404
+
+
 @pytest.fixture
 def served() -> Iterator[tuple[int, ImdsCore]]:
-    core = ImdsCore("onprem", lambda: CREDS)
+    core = ImdsCore("onprem", lambda: CREDS, container_token="s3cr3t-container-token")
     stop = threading.Event()
     ports: list[int] = []
     ready = threading.Event()
@@ -152,6 +171,16 @@ def test_botocore_fetches_the_credentials(served: tuple[int, ImdsCore]) -> None:
     assert got["expiry_time"] == "2026-11-27T13:00:00Z"
 
 
+def test_botocore_fetches_container_credentials(served: tuple[int, ImdsCore]) -> None:
+    port, _ = served
+    got = ContainerMetadataFetcher().retrieve_full_uri(
+        f"http://127.0.0.1:{port}/credentials", headers={"Authorization": "s3cr3t-container-token"}
+    )
+    assert (got["AccessKeyId"], got["Token"], got["Expiration"]) == (
+        "ASIAIMDS", "imds-token", "2026-11-27T13:00:00Z",
+    )  # fmt: skip
+
+
 def test_the_server_listens_on_loopback_only(served: tuple[int, ImdsCore]) -> None:
     port, _ = served
     with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
@@ -181,7 +210,8 @@ def test_cli_serve_runs_until_sigterm(tmp_path: Path) -> None:
              "--certificate", str(cert), "--private-key", str(key),
              "--trust-anchor-arn", emu.trust_anchor_arn, "--profile-arn", emu.profile_arn,
              "--role-arn", emu.role_arn, "--endpoint", emu.url],
-            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "AWS_CONTAINER_AUTHORIZATION_TOKEN": "tok"},
         )  # fmt: skip
         try:
             assert proc.stderr is not None
@@ -194,6 +224,12 @@ def test_cli_serve_runs_until_sigterm(tmp_path: Path) -> None:
             got = fetcher.retrieve_iam_role_credentials()
             (issued,) = emu.issued
             assert got["access_key"] == issued.access_key_id
+            full_uri = line.split("AWS_CONTAINER_CREDENTIALS_FULL_URI=")[1].split(")")[0]
+            assert full_uri == f"http://127.0.0.1:{port}/credentials"
+            container = ContainerMetadataFetcher().retrieve_full_uri(
+                full_uri, headers={"Authorization": "tok"}
+            )
+            assert container["AccessKeyId"] == issued.access_key_id
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(10) == 0
             assert issued.secret_access_key not in proc.stderr.read()
