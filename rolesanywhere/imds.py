@@ -31,11 +31,22 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from .credentials import Credentials, format_expiration
 from .http11 import Response
 
-__all__ = ["CONTAINER_PATH", "MAX_TOKEN_TTL", "ImdsCore", "role_name_from_arn", "serve"]
+if TYPE_CHECKING:
+    from http.server import ThreadingHTTPServer
+
+__all__ = [
+    "CONTAINER_PATH",
+    "MAX_TOKEN_TTL",
+    "ImdsCore",
+    "make_server",
+    "role_name_from_arn",
+    "serve",
+]
 
 logger = logging.getLogger("rolesanywhere.imds")
 
@@ -178,18 +189,9 @@ class ImdsCore:
         )
 
 
-def serve(
-    core: ImdsCore,
-    *,
-    port: int = 9911,
-    hop_limit: int = 64,
-    ready: Callable[[int], None] | None = None,
-    stop: threading.Event | None = None,
-) -> None:
-    """Serve ``core`` on 127.0.0.1:``port`` (0: any free port) until ``stop`` is set.
-
-    ``ready(port)`` is called once the socket listens. Answers leave with IP TTL ``hop_limit``.
-    """
+def make_server(core: ImdsCore, *, port: int = 9911, hop_limit: int = 64) -> ThreadingHTTPServer:
+    """A threaded HTTP server for ``core``, bound to 127.0.0.1:``port`` (0: any free port),
+    whose accepted connections send with IP TTL ``hop_limit``. :func:`serve` runs it."""
     import socket
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -220,12 +222,27 @@ def serve(
         daemon_threads = True
         allow_reuse_address = True
 
-        def get_request(self) -> tuple[socket.socket, object]:
+        def get_request(self) -> tuple[socket.socket, Any]:
             conn, address = super().get_request()
             conn.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, hop_limit)
             return conn, address
 
-    server = Server(("127.0.0.1", port), Handler)
+    return Server(("127.0.0.1", port), Handler)
+
+
+def serve(
+    core: ImdsCore,
+    *,
+    port: int = 9911,
+    hop_limit: int = 64,
+    ready: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Serve ``core`` on 127.0.0.1:``port`` (0: any free port) until ``stop`` is set.
+
+    ``ready(port)`` is called once the socket listens. Answers leave with IP TTL ``hop_limit``.
+    """
+    server = make_server(core, port=port, hop_limit=hop_limit)
     try:
         if ready is not None:
             ready(server.server_address[1])

@@ -18,7 +18,7 @@ from botocore.utils import ContainerMetadataFetcher, InstanceMetadataFetcher
 
 from rolesanywhere.credentials import Credentials
 from rolesanywhere.errors import NetworkError
-from rolesanywhere.imds import ImdsCore, role_name_from_arn, serve
+from rolesanywhere.imds import ImdsCore, make_server, role_name_from_arn, serve
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI, KeyFormat
 
@@ -235,3 +235,15 @@ def test_cli_serve_runs_until_sigterm(tmp_path: Path) -> None:
             assert issued.secret_access_key not in proc.stderr.read()
         finally:
             proc.kill()
+
+
+@pytest.mark.parametrize("hop_limit", [1, 7])
+def test_accepted_connections_send_with_the_hop_limit(hop_limit: int) -> None:
+    server = make_server(ImdsCore("onprem", lambda: CREDS), port=0, hop_limit=hop_limit)
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=2):
+            conn, _ = server.get_request()
+            with conn:
+                assert conn.getsockopt(socket.IPPROTO_IP, socket.IP_TTL) == hop_limit
+    finally:
+        server.server_close()
