@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import threading
 
     from .client import RolesAnywhereClient
-    from .identity import Identity
+    from .identity import Identity, IdentityLoader
     from .keys import SigningKey
 
 __all__ = ["main"]
@@ -221,8 +221,10 @@ def _refuse_unsupported(args: argparse.Namespace) -> None:
             )
 
 
-def _load_identity(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> Identity:
-    from .identity import Identity
+def _identity_loader(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> IdentityLoader:
+    """The identity the flags name, loaded once (asking for the password on a terminal), then
+    re-read whenever its files change: ``update`` and ``serve`` run for days across rotations."""
+    from .identity import IdentityLoader
 
     _refuse_unsupported(args)
     if not args.certificate:
@@ -231,12 +233,13 @@ def _load_identity(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> I
             "(and --private-key FILE unless one file holds both)"
         )
     intermediates = getattr(args, "intermediates", None)  # sign-string has none
-    return _with_password(
-        args,
-        stdin,
-        stderr,
-        lambda pw: Identity.load(args.certificate, args.private_key, intermediates, pw),
-    )
+
+    def load(password: str | None) -> IdentityLoader:
+        loader = IdentityLoader(args.certificate, args.private_key, intermediates, password)
+        loader.get()
+        return loader
+
+    return _with_password(args, stdin, stderr, load)
 
 
 _T = TypeVar("_T")
@@ -268,12 +271,12 @@ def _client(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> RolesAny
     class _Lazy:
         """Loads the identity on first use, after the ARNs and flags were validated."""
 
-        identity: Identity | None = None
+        loader: IdentityLoader | None = None
 
         def get(self) -> Identity:
-            if self.identity is None:
-                self.identity = _load_identity(args, stdin, stderr)
-            return self.identity
+            if self.loader is None:
+                self.loader = _identity_loader(args, stdin, stderr)
+            return self.loader.get()
 
     verify = resolve_verify(not args.no_verify_ssl)
     # One request per run: our small HTTP/1.1 client starts faster than httpx; proxies need httpx.
@@ -349,7 +352,7 @@ def _signing_key(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> Sig
                 "no --private-key given: pass --private-key FILE (or a --certificate file "
                 "that holds the key too)"
             )
-        return _load_identity(args, stdin, stderr).signing_key
+        return _identity_loader(args, stdin, stderr).get().signing_key
     _refuse_unsupported(args)
     from .identity import load_private_key
     from .sources import read_source

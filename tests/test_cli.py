@@ -416,3 +416,26 @@ def test_cli_never_tracebacks_on_random_arguments(argv: list[str]) -> None:
     if status == 1:
         assert err.count("\n") == 1
         assert out == ""
+
+
+def test_long_running_commands_see_rotated_certificates(tmp_path: Path) -> None:
+    # update and serve run for days: the client the flags describe re-reads its files when
+    # they change, as IdentityLoader does.
+    from rolesanywhere.cli import _build_parser, _client
+
+    pki = PKI(name="rotation")
+    first, second = pki.leaf("ec-p256"), pki.leaf("ec-p256")
+    cert, key = first.write(tmp_path, "client", key_format=KeyFormat.PKCS8_PEM)
+    uuid = "86faf616-0d00-4d73-98f1-12e3a8c96d0a"
+    anchor = f"arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/{uuid}"
+    profile = f"arn:aws:rolesanywhere:us-east-1:123456789012:profile/{uuid}"
+    argv = ["update", "--certificate", str(cert), "--private-key", str(key),
+            "--trust-anchor-arn", anchor, "--profile-arn", profile,
+            "--role-arn", "arn:aws:iam::123456789012:role/r"]  # fmt: skip
+    args = _build_parser("rolesanywhere", argv).parse_args(argv)
+    with _client(args, io.StringIO(""), io.StringIO()) as client:
+        assert client.config.current_identity().serial_number == first.serial_number
+        second.write(tmp_path / "new", "client", key_format=KeyFormat.PKCS8_PEM)
+        os.replace(tmp_path / "new" / "client.key", key)
+        os.replace(tmp_path / "new" / "client.crt", cert)
+        assert client.config.current_identity().serial_number == second.serial_number
