@@ -18,41 +18,24 @@ import sys
 import tempfile
 from pathlib import Path
 
+from timed_spawn import read_timing, timed_argv
+
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI, KeyFormat
 
 HERE = Path(__file__).resolve().parent
-# Spawns the command from a bare interpreter (-S: no site) and prints, as the last line of
-# stderr, the child's wall time and its own peak RSS (ru_maxrss, KB).
-_EXEC = (
-    "import os,sys,time\n"
-    "t=time.perf_counter_ns()\n"
-    "pid=os.posix_spawn(sys.argv[1],sys.argv[1:],os.environ)\n"
-    "_,st,ru=os.wait4(pid,0)\n"
-    "t=time.perf_counter_ns()-t\n"
-    "sys.stderr.write('\\nwall_ns=%d peak_kb=%d\\n'%(t,ru.ru_maxrss))\n"
-    "sys.exit(os.waitstatus_to_exitcode(st))\n"
-)
 BIN = Path(sys.executable).parent
 
 
 def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one cold run; fails loudly if the command fails.
-
-    The command is spawned by a bare interpreter that times it and reports its own ``wait4``
-    high-water mark (a child forked from this process would report ours).
-    """
+    """(wall seconds, peak RSS in MB) of one cold run; fails loudly if the command fails."""
     proc = subprocess.Popen(
-        [sys.executable, "-S", "-c", _EXEC, *argv],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        timed_argv(argv), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     out, err = proc.communicate()
     if proc.returncode != 0 or (argv[-1] != "pass" and b"AccessKeyId" not in out):
         raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {err.decode()[-400:]}")
-    fields = dict(f.split(b"=") for f in err.rsplit(b"\n", 2)[-2].split())
-    return int(fields[b"wall_ns"]) / 1e9, int(fields[b"peak_kb"]) / 1024
+    return read_timing(err.decode(errors="replace"))
 
 
 def main() -> int:

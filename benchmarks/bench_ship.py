@@ -59,20 +59,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from timed_spawn import read_timing, timed_argv
+
 if TYPE_CHECKING:
     from rolesanywhere.testing.osis import OsisEmulator
 
-# Spawns the command from a bare interpreter (-S: no site) and prints, as the last line of
-# stderr, the child's wall time and its own peak RSS (ru_maxrss, KB).
-_EXEC = (
-    "import os,sys,time\n"
-    "t=time.perf_counter_ns()\n"
-    "pid=os.posix_spawn(sys.argv[1],sys.argv[1:],os.environ)\n"
-    "_,st,ru=os.wait4(pid,0)\n"
-    "t=time.perf_counter_ns()-t\n"
-    "sys.stderr.write('\\nwall_ns=%d peak_kb=%d\\n'%(t,ru.ru_maxrss))\n"
-    "sys.exit(os.waitstatus_to_exitcode(st))\n"
-)
 BIN = Path(sys.executable).parent
 GIB = 1 << 30
 MB = 1e6
@@ -314,7 +305,7 @@ def run_ship(
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: nothing to drain meanwhile
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-S", "-c", _EXEC, *argv],
+            timed_argv(argv),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=err,
@@ -324,7 +315,7 @@ def run_ship(
         text = err.read().decode(errors="replace")
     if proc.returncode != 0:
         raise SystemExit(f"{name}: ship failed ({proc.returncode}): {text[-600:]}")
-    fields = dict(f.split("=") for f in text.rstrip().rsplit("\n", 1)[-1].split())
+    wall, peak_mb = read_timing(text)
     summary = next((line for line in text.splitlines() if " done in " in line), "")
     if f" {lines:,} events delivered" not in summary:
         raise SystemExit(f"{name}: unexpected summary: {summary or text[-600:]}")
@@ -339,12 +330,12 @@ def run_ship(
         name,
         lines,
         log.stat().st_size,
-        int(fields["wall_ns"]) / 1e9,
+        wall,
         stats.accepted_requests,
         stats.bytes_accepted,
         steady=steady,
         startup=startup,
-        peak_mb=int(fields["peak_kb"]) / 1024,
+        peak_mb=peak_mb,
     )
 
 
