@@ -255,6 +255,11 @@ def test_random_bytes_fall_back(data: bytes, label: str | None) -> None:
 # --- structures cryptography reads but the fast reader leaves to it ------------------------------
 
 
+def pkcs1_of(*numbers: int) -> bytes:
+    """A version-0 PKCS#1 RSAPrivateKey of ``n, e, d, p, q, dmp1, dmq1, iqmp``, as given."""
+    return seq(integer(0), *map(integer, numbers))
+
+
 def _variants() -> dict[str, tuple[bytes, bool]]:
     """name -> (key file, whether the fast reader takes it)."""
     r = _LEAVES["rsa-2048"].private_key
@@ -266,6 +271,7 @@ def _variants() -> dict[str, tuple[bytes, bool]]:
     assert isinstance(other, ec.EllipticCurvePrivateKey)
     p256 = ec_alg("secp256r1")
     nums = r.private_numbers()
+    public = nums.public_numbers
     good_pem = serialize(k, KeyFormat.PKCS8_PEM)
     body = good_pem.split(b"\n")[1:-2]
     return {
@@ -293,41 +299,13 @@ def _variants() -> dict[str, tuple[bytes, bool]]:
         "sec1 d = 0": (sec1(k, point=b"", private=bytes(32)), False),
         "sec1 d = 2^256 - 1": (sec1(k, point=b"", private=b"\xff" * 32), False),
         "rsa wrong iqmp": (
-            seq(
-                integer(0),
-                *map(
-                    integer,
-                    [
-                        nums.public_numbers.n,
-                        nums.public_numbers.e,
-                        nums.d,
-                        nums.p,
-                        nums.q,
-                        nums.dmp1,
-                        nums.dmq1,
-                        nums.iqmp + 1,
-                    ],
-                ),
+            pkcs1_of(
+                public.n, public.e, nums.d, nums.p, nums.q, nums.dmp1, nums.dmq1, nums.iqmp + 1
             ),
             False,
         ),
         "rsa p and q swapped": (
-            seq(
-                integer(0),
-                *map(
-                    integer,
-                    [
-                        nums.public_numbers.n,
-                        nums.public_numbers.e,
-                        nums.d,
-                        nums.q,
-                        nums.p,
-                        nums.dmq1,
-                        nums.dmp1,
-                        nums.iqmp,
-                    ],
-                ),
-            ),
+            pkcs1_of(public.n, public.e, nums.d, nums.q, nums.p, nums.dmq1, nums.dmp1, nums.iqmp),
             False,
         ),
         "pem with trailing spaces": (good_pem.replace(b"\n", b" \n", 2), False),
@@ -609,7 +587,7 @@ def test_ecdsa_signatures_verify_with_cryptographys_own_ecdsa() -> None:
 def _encrypted_rsa(**changes: int) -> bytes:
     """An encrypted PKCS#8 PEM of _RSA_KEY's numbers with ``changes`` (possibly inconsistent)."""
     fields = _rsa_fields(**changes)
-    der = seq(integer(0), *(integer(getattr(fields, f)) for f in RSAPrivateKeyFields._fields))
+    der = pkcs1_of(*(getattr(fields, f) for f in RSAPrivateKeyFields._fields))
     loose = serialization.load_der_private_key(der, None, unsafe_skip_rsa_key_validation=True)
     return loose.private_bytes(
         serialization.Encoding.PEM,
