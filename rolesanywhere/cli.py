@@ -16,8 +16,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn, TextIO, TypeVar
 
 if TYPE_CHECKING:
-    import threading
-
     from .client import RolesAnywhereClient
     from .identity import Identity, IdentityLoader
     from .keys import SigningKey
@@ -312,27 +310,14 @@ def _credential_process(
     return 0
 
 
-def _stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM or SIGINT (when called from the main thread)."""
-    import signal
+def _update(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     import threading
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, on_signal)
-    return stop
-
-
-def _update(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     from .credfile import credentials_file_path, run_update
+    from .signals import stop_on_signals
 
-    stop = _stop_on_signals()
-    with _client(args, stdin, stderr) as client:
+    stop = threading.Event()
+    with stop_on_signals(stop), _client(args, stdin, stderr) as client:
         return run_update(
             client.create_session,
             credentials_file_path(),
@@ -364,8 +349,11 @@ def _signing_key(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> Sig
 
 
 def _serve(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    import threading
+
     from .imds import CONTAINER_PATH, ImdsCore, role_name_from_arn, serve
     from .refresh import RefreshingCredentials
+    from .signals import stop_on_signals
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0 to 65535, not {args.port}")
@@ -374,8 +362,8 @@ def _serve(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: Text
     import os
 
     container_token = os.environ.get("AWS_CONTAINER_AUTHORIZATION_TOKEN") or None
-    stop = _stop_on_signals()
-    with _client(args, stdin, stderr) as client:
+    stop = threading.Event()
+    with stop_on_signals(stop), _client(args, stdin, stderr) as client:
         credentials = RefreshingCredentials(client)
         credentials.get()  # fail now, with one line, if the set-up is wrong
         core = ImdsCore(

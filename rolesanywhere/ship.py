@@ -12,12 +12,11 @@ bar on a terminal. SIGTERM and SIGINT stop reading, flush, commit and return 0.
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, TextIO
+
+from .signals import stop_on_signals
 
 if TYPE_CHECKING:
     from .shipconfig import ShipConfig
@@ -28,24 +27,6 @@ __all__ = ["run_ship"]
 
 _IDLE_WAIT = 0.2
 _CLOSE_TIMEOUT = 60.0
-
-
-@contextmanager
-def _stop_on_signals(stop: threading.Event, install: bool) -> Iterator[None]:
-    """SIGTERM/SIGINT set ``stop`` (main thread only); the previous handlers come back after."""
-    if not install or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _long_lines(tailer: Tailer) -> str:
@@ -154,7 +135,7 @@ def run_ship(
     progress = _Progress(err, status_interval, once, tailer.lag_bytes())
     started = time.monotonic()
     try:
-        with _stop_on_signals(stop, install_signals):
+        with stop_on_signals(stop, install_signals):
             while not stop.is_set():
                 chunks = tailer.poll(max_bytes=chunk_bytes)
                 if chunks:
