@@ -137,9 +137,20 @@ def test_container_credentials_need_the_authorization_token() -> None:
     assert plain.handle("GET", "/credentials", {"authorization": ""}).status == 404
 
 
+# botocore reads the real clock and extends credentials it finds expired, so what the served
+# tests hand it expires an hour after the real now, whatever the date.
+LIVE = Credentials(
+    "ASIAIMDS",
+    "imds-secret",
+    "imds-token",
+    datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1),
+)
+LIVE_EXPIRY = LIVE.expiration.strftime("%Y-%m-%dT%H:%M:%SZ") if LIVE.expiration else ""
+
+
 @pytest.fixture
 def served() -> Iterator[tuple[int, ImdsCore]]:
-    core = ImdsCore("onprem", lambda: CREDS, container_token="s3cr3t-container-token")
+    core = ImdsCore("onprem", lambda: LIVE, container_token="s3cr3t-container-token")
     stop = threading.Event()
     ports: list[int] = []
     ready = threading.Event()
@@ -168,7 +179,7 @@ def test_botocore_fetches_the_credentials(served: tuple[int, ImdsCore]) -> None:
     assert (got["access_key"], got["secret_key"], got["token"]) == (
         "ASIAIMDS", "imds-secret", "imds-token",
     )  # fmt: skip
-    assert got["expiry_time"] == "2026-11-27T13:00:00Z"
+    assert got["expiry_time"] == LIVE_EXPIRY
 
 
 def test_botocore_fetches_container_credentials(served: tuple[int, ImdsCore]) -> None:
@@ -177,7 +188,7 @@ def test_botocore_fetches_container_credentials(served: tuple[int, ImdsCore]) ->
         f"http://127.0.0.1:{port}/credentials", headers={"Authorization": "s3cr3t-container-token"}
     )
     assert (got["AccessKeyId"], got["Token"], got["Expiration"]) == (
-        "ASIAIMDS", "imds-token", "2026-11-27T13:00:00Z",
+        "ASIAIMDS", "imds-token", LIVE_EXPIRY,
     )  # fmt: skip
 
 
