@@ -15,22 +15,30 @@ SIGV4 = ROOT / "sigv4-v4"
 X509 = ROOT / "rolesanywhere-x509"
 
 
+def _missing(folder: Path) -> str:
+    return f"conformance vectors not found at {folder} (expected ../shared/conformance)"
+
+
 def require(folder: Path) -> Path:
     if not folder.is_dir():
-        pytest.skip(f"conformance vectors not found at {folder} (expected ../shared/conformance)")
+        pytest.skip(_missing(folder))
     return folder
 
 
-def sigv4_cases() -> list[str]:
-    if not SIGV4.is_dir():
-        return []
-    return sorted(p.name for p in SIGV4.iterdir() if (p / "request.txt").is_file())
+def _cases(folder: Path, marker: str) -> list[Any]:
+    """The case names under ``folder`` as parameters; one skipped parameter naming the folder
+    when it is absent (an empty parameter set would skip without saying why)."""
+    if not folder.is_dir():
+        return [pytest.param("absent", marks=pytest.mark.skip(reason=_missing(folder)))]
+    return sorted(p.name for p in folder.iterdir() if (p / marker).is_file())
 
 
-def x509_cases() -> list[str]:
-    if not X509.is_dir():
-        return []
-    return sorted(p.name for p in X509.iterdir() if (p / "case.json").is_file())
+def sigv4_cases() -> list[Any]:
+    return _cases(SIGV4, "request.txt")
+
+
+def x509_cases() -> list[Any]:
+    return _cases(X509, "case.json")
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -21,6 +20,7 @@ from rolesanywhere.arn import (
 )
 from rolesanywhere.endpoints import resolve_endpoint
 from rolesanywhere.errors import InvalidParameterError
+from tests.conformance import X509, require
 
 UUID = "8f916267-7377-4d5d-a6f6-0b03f3feed3c"
 UUID2 = "9419ce03-14c5-41e5-b0bc-62e717c53092"
@@ -312,10 +312,7 @@ def test_explicit_region_unknown_format(region: str) -> None:
 
 
 def test_conformance_arns_resolve_to_their_hosts() -> None:
-    folder = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "rolesanywhere-x509"
-    if not folder.is_dir():
-        pytest.skip(f"conformance vectors not found at {folder}")
-    (case_file,) = folder.glob("case1*/case.json")
+    (case_file,) = require(X509).glob("case1*/case.json")
     case = json.loads(case_file.read_text())
     query = case["query"]
     anchor = parse_trust_anchor_arn(query["trustAnchorArn"])
