@@ -37,7 +37,7 @@ OK_BODY = {
                 "accessKeyId": "ASIAUNIT",
                 "secretAccessKey": "unit-secret-value",
                 "sessionToken": "unit-token-value",
-                "expiration": "2030-01-01T00:00:00Z",
+                "expiration": "2099-01-01T00:00:00Z",
             }
         }
     ]
