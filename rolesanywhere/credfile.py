@@ -24,11 +24,19 @@ from pathlib import Path
 from typing import TextIO
 
 from .credentials import Credentials, format_expiration
-from .errors import CredentialsFileError, RolesAnywhereError
+from .errors import (
+    CredentialsFileError,
+    IdentityError,
+    InvalidParameterError,
+    RolesAnywhereError,
+    ServiceError,
+)
+from .session import is_retryable_status
 
 __all__ = [
     "REFRESH_BEFORE",
     "credentials_file_path",
+    "is_permanent",
     "next_update_in",
     "run_update",
     "update_profile",
@@ -236,6 +244,17 @@ def next_update_in(credentials: Credentials, now: datetime | None = None) -> flo
     return max((due - (now or datetime.now(UTC))).total_seconds(), 10.0)
 
 
+def is_permanent(exc: BaseException) -> bool:
+    """Whether no retry can fix ``exc``: the service refused the request with a status the
+    client does not retry either (400, 403, 404…: the one decision,
+    :func:`~rolesanywhere.session.is_retryable_status`), or the identity or a parameter is
+    unusable (expired certificate, wrong key, bad ARN). Network errors, throttling, 5xx, a bad
+    answer and a file that cannot be written now may all clear up, so they are retried."""
+    if isinstance(exc, ServiceError):
+        return not is_retryable_status(exc.status)
+    return isinstance(exc, IdentityError | InvalidParameterError)
+
+
 def run_update(
     fetch: Callable[[], Credentials],
     path: Path,
@@ -248,15 +267,15 @@ def run_update(
 ) -> int:
     """Fetch credentials and write them, then again before each expiry, until ``wait`` returns
     ``True`` (asked to stop) or, with ``once``, after the first write. A failed fetch or write
-    is reported on ``err`` and retried with backoff (up to a minute); with ``once`` it is
-    raised. Returns the exit status."""
+    is reported on ``err`` and retried with backoff (up to a minute); with ``once``, or when
+    no retry can fix it (:func:`is_permanent`), it is raised. Returns the exit status."""
     failures = 0
     while True:
         try:
             credentials = fetch()
             write_profile(path, profile, credentials)
         except RolesAnywhereError as exc:
-            if once:
+            if once or is_permanent(exc):
                 raise
             failures += 1
             delay = min(60.0, 2.0**failures)

@@ -22,7 +22,20 @@ from rolesanywhere.credfile import (
     update_profile,
     write_profile,
 )
-from rolesanywhere.errors import CredentialsFileError, NetworkError
+from rolesanywhere.errors import (
+    AccessDeniedError,
+    CertificateValidityError,
+    CredentialsError,
+    CredentialsFileError,
+    InvalidParameterError,
+    NetworkError,
+    RequestTimeoutError,
+    ResourceNotFoundError,
+    RolesAnywhereError,
+    ServiceError,
+    ServiceValidationError,
+    ThrottlingError,
+)
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI, KeyFormat
 
@@ -205,6 +218,57 @@ def test_run_update_refreshes_retries_and_stops(tmp_path: Path) -> None:
     text = err.getvalue()
     assert "update failed (connection refused)" in text and text.count("updated profile") == 2
     assert "secret" not in text
+
+
+PERMANENT = [
+    AccessDeniedError("Untrusted Signing Certificate", status=403),
+    ResourceNotFoundError("no such profile", status=404),
+    ServiceValidationError("bad duration", status=400),
+    CertificateValidityError("certificate client.pem expired on 2020-01-01: renew it"),
+    InvalidParameterError("not a role ARN"),
+]
+TRANSIENT = [
+    NetworkError("connection refused"),
+    RequestTimeoutError("no answer"),
+    ThrottlingError("slow down", status=429),
+    ServiceError("internal", status=503),
+    CredentialsError("no credentials in the answer"),
+    CredentialsFileError("cannot write credentials (No space left on device)"),
+]
+
+
+@pytest.mark.parametrize("error", PERMANENT, ids=lambda e: type(e).__name__)
+def test_run_update_stops_on_errors_no_retry_can_fix(error: RolesAnywhereError) -> None:
+    waits: list[float] = []
+
+    def fetch() -> Credentials:
+        raise error
+
+    def wait(seconds: float) -> bool:  # a fake clock: asks to stop after five backoffs
+        waits.append(seconds)
+        return len(waits) >= 5
+
+    err = io.StringIO()
+    with pytest.raises(type(error)) as caught:
+        run_update(fetch, Path("unused"), "default", once=False, wait=wait, err=err)
+    assert caught.value is error and waits == [] and err.getvalue() == ""
+
+
+@pytest.mark.parametrize("error", TRANSIENT, ids=lambda e: type(e).__name__)
+def test_run_update_retries_errors_that_may_clear(error: RolesAnywhereError) -> None:
+    waits: list[float] = []
+
+    def fetch() -> Credentials:
+        raise error
+
+    def wait(seconds: float) -> bool:
+        waits.append(seconds)
+        return len(waits) >= 7
+
+    err = io.StringIO()
+    assert run_update(fetch, Path("unused"), "default", once=False, wait=wait, err=err) == 0
+    assert waits == [2, 4, 8, 16, 32, 60, 60]
+    assert err.getvalue().count("update failed") == 7
 
 
 def test_cli_update_once_against_the_emulator(tmp_path: Path) -> None:
