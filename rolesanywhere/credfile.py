@@ -3,15 +3,20 @@
 :func:`update_profile` is pure: it rewrites the text of a credentials file so that one profile
 holds the given credentials, keeping every other line as it was. :func:`write_profile` does the
 file work better than the Go helper (which writes in place, unlocked, and makes ``~/.aws`` with
-mode 0600): the directory is made 0700, the file written 0600 to a temporary name, fsynced and
-renamed over the old one, under an exclusive lock of ``<file>.lock``, with retries.
+mode 0600): the directory is made 0700, the file written whole, 0600, to an unpredictable
+temporary name (``O_EXCL|O_NOFOLLOW``), fsynced, read back and compared, renamed over the old one
+and its folder fsynced, under an exclusive lock of ``<file>.lock``, with retries. Any failure
+removes the temporary file and leaves the old file as it was. A symlinked file is updated where it
+points; bytes that are not UTF-8 are kept as they are.
 :func:`run_update` refreshes the profile five minutes before the credentials expire.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import secrets
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -19,11 +24,19 @@ from pathlib import Path
 from typing import TextIO
 
 from .credentials import Credentials, format_expiration
-from .errors import CredentialsFileError, RolesAnywhereError
+from .errors import (
+    CredentialsFileError,
+    IdentityError,
+    InvalidParameterError,
+    RolesAnywhereError,
+    ServiceError,
+)
+from .session import is_retryable_status
 
 __all__ = [
     "REFRESH_BEFORE",
     "credentials_file_path",
+    "is_permanent",
     "next_update_in",
     "run_update",
     "update_profile",
@@ -116,7 +129,7 @@ def write_profile(
     """Write ``credentials`` into ``profile`` of the file at ``path`` (see the module's doc).
 
     Raises :class:`CredentialsFileError` after ``attempts`` failures; the message names the
-    file, never a secret.
+    file and the cause, never a secret, and the old file is then left as it was.
     """
     for attempt in range(1, attempts + 1):
         try:
@@ -126,39 +139,100 @@ def write_profile(
             if attempt == attempts:
                 reason = exc.strerror or type(exc).__name__
                 raise CredentialsFileError(
-                    f"cannot write {path} ({reason}): check the permissions of its folder, "
+                    f"cannot write {path} ({reason}); the old file was left untouched: "
+                    "free some space, check the permissions of its folder, "
                     "or set AWS_SHARED_CREDENTIALS_FILE"
                 ) from None
             sleep(0.1 * 2**attempt)
+
+
+def _open_lock(lock: str) -> int:
+    """The lock file's descriptor: created exclusively, and never opened through a symlink."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(lock, flags | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return os.open(lock, flags)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write every byte of ``data`` or raise: a short write is carried on, a write of none fails."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[n:]
+
+
+def _read_back(fd: int, size: int) -> bytes:
+    chunks: list[bytes] = []
+    offset = 0
+    while offset <= size:  # one read past the end, to see a longer file too
+        chunk = os.pread(fd, max(size - offset, 0) + 1, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
 
 
 def _write_once(path: Path, profile: str, credentials: Credentials) -> None:
     import fcntl
 
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    # A symlinked file is updated where it points; the lock and the temporary file sit beside
+    # the real file, so every name of it takes the same lock and the rename stays in one folder.
+    real = Path(os.path.realpath(path))
+    real.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lock_fd = _open_lock(f"{real}.lock")
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
         try:
-            old = path.read_text(encoding="utf-8")
+            old = real.read_bytes()
         except FileNotFoundError:
-            old = ""
-        new = update_profile(old, profile, credentials)
-        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            old = b""
+        # Bytes that are not UTF-8 survive as they are (surrogateescape both ways).
+        text = update_profile(old.decode("utf-8", "surrogateescape"), profile, credentials)
+        new = text.encode("utf-8", "surrogateescape")
+        temp = real.with_name(f".{real.name}.{secrets.token_hex(8)}.tmp")
+        fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        renamed = False
         try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, new.encode("utf-8"))
+            try:
+                os.fchmod(fd, 0o600)
+                _write_all(fd, new)
+                os.fsync(fd)
+                if _read_back(fd, len(new)) != new:
+                    raise OSError(errno.EIO, "the written copy did not read back the same")
+            finally:
+                os.close(fd)
+            os.replace(temp, real)
+            renamed = True
+        finally:
+            if not renamed:
+                temp.unlink(missing_ok=True)
+        _fsync_folder(real.parent, path)
+    finally:
+        os.close(lock_fd)
+
+
+def _fsync_folder(folder: Path, path: Path) -> None:
+    """Make the rename durable. The new file is complete by now, so a failure here is not
+    retried (the old file is gone) but reported as what it is."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
             os.fsync(fd)
         finally:
             os.close(fd)
-        try:
-            os.replace(temp, path)
-        except OSError:
-            temp.unlink(missing_ok=True)
-            raise
-    finally:
-        os.close(lock_fd)
+    except OSError as exc:
+        if exc.errno in (errno.EINVAL, errno.ENOTSUP):  # a file system that cannot: nothing lost
+            return
+        raise CredentialsFileError(
+            f"wrote {path} but could not flush its folder to disk "
+            f"({exc.strerror or type(exc).__name__}): check the disk"
+        ) from None
 
 
 def next_update_in(credentials: Credentials, now: datetime | None = None) -> float:
@@ -168,6 +242,17 @@ def next_update_in(credentials: Credentials, now: datetime | None = None) -> flo
         return float("inf")
     due = credentials.expiration - REFRESH_BEFORE
     return max((due - (now or datetime.now(UTC))).total_seconds(), 10.0)
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether no retry can fix ``exc``: the service refused the request with a status the
+    client does not retry either (400, 403, 404…: the one decision,
+    :func:`~rolesanywhere.session.is_retryable_status`), or the identity or a parameter is
+    unusable (expired certificate, wrong key, bad ARN). Network errors, throttling, 5xx, a bad
+    answer and a file that cannot be written now may all clear up, so they are retried."""
+    if isinstance(exc, ServiceError):
+        return not is_retryable_status(exc.status)
+    return isinstance(exc, IdentityError | InvalidParameterError)
 
 
 def run_update(
@@ -182,15 +267,15 @@ def run_update(
 ) -> int:
     """Fetch credentials and write them, then again before each expiry, until ``wait`` returns
     ``True`` (asked to stop) or, with ``once``, after the first write. A failed fetch or write
-    is reported on ``err`` and retried with backoff (up to a minute); with ``once`` it is
-    raised. Returns the exit status."""
+    is reported on ``err`` and retried with backoff (up to a minute); with ``once``, or when
+    no retry can fix it (:func:`is_permanent`), it is raised. Returns the exit status."""
     failures = 0
     while True:
         try:
             credentials = fetch()
             write_profile(path, profile, credentials)
         except RolesAnywhereError as exc:
-            if once:
+            if once or is_permanent(exc):
                 raise
             failures += 1
             delay = min(60.0, 2.0**failures)

@@ -439,3 +439,52 @@ def test_long_running_commands_see_rotated_certificates(tmp_path: Path) -> None:
         os.replace(tmp_path / "new" / "client.key", key)
         os.replace(tmp_path / "new" / "client.crt", cert)
         assert client.config.current_identity().serial_number == second.serial_number
+
+
+def _update_argv(tmp_path: Path, pki: PKI, emu: RolesAnywhereEmulator, *extra: str) -> list[str]:
+    return ["update", *extra, *write_identity(tmp_path, pki.leaf("ec-p256"), pki), *arns(emu)]
+
+
+def test_update_once_on_a_full_disk_is_one_line_and_keeps_the_file(
+    tmp_path: Path, pki: PKI, emulator: RolesAnywhereEmulator
+) -> None:
+    from tests.faults import short_writes
+
+    target = tmp_path / "credentials"
+    old = "".join(f"[p{i}]\naws_access_key_id = AKIA{i:04d}\n\n" for i in range(221)).encode()
+    target.write_bytes(old)
+    argv = _update_argv(tmp_path, pki, emulator, "--once", "--profile", "p7")
+    with short_writes(allow=1024):
+        status, out, err = run(argv, AWS_SHARED_CREDENTIALS_FILE=str(target))
+    err = one_line_error(status, out, err)
+    assert "No space left on device" in err and "untouched" in err
+    assert target.read_bytes() == old
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_update_stops_on_an_error_no_retry_can_fix(
+    tmp_path: Path, pki: PKI, emulator: RolesAnywhereEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without --once, update waits on a threading.Event between attempts: a fake one records
+    # the waits and asks to stop after three, so the code as it was (retrying a 403 for ever)
+    # ends too, with status 0, instead of hanging the test.
+    import threading
+
+    waits: list[float] = []
+
+    class FakeEvent(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            if timeout is None:  # not update's backoff: a real wait
+                return super().wait()
+            waits.append(timeout)
+            return len(waits) >= 3
+
+    monkeypatch.setattr(threading, "Event", FakeEvent)
+    stranger = PKI(name="not trusted")  # the emulator answers 403 Untrusted Signing Certificate
+    argv = _update_argv(tmp_path, stranger, emulator)
+    target = tmp_path / "credentials"
+    calls = emulator.calls
+    status, out, err = run(argv, AWS_SHARED_CREDENTIALS_FILE=str(target))
+    err = one_line_error(status, out, err)
+    assert "HTTP 403" in err and waits == [] and emulator.calls == calls + 1
+    assert not target.exists()

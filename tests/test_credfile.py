@@ -22,7 +22,20 @@ from rolesanywhere.credfile import (
     update_profile,
     write_profile,
 )
-from rolesanywhere.errors import CredentialsFileError, NetworkError
+from rolesanywhere.errors import (
+    AccessDeniedError,
+    CertificateValidityError,
+    CredentialsError,
+    CredentialsFileError,
+    InvalidParameterError,
+    NetworkError,
+    RequestTimeoutError,
+    ResourceNotFoundError,
+    RolesAnywhereError,
+    ServiceError,
+    ServiceValidationError,
+    ThrottlingError,
+)
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI, KeyFormat
 
@@ -207,6 +220,57 @@ def test_run_update_refreshes_retries_and_stops(tmp_path: Path) -> None:
     assert "secret" not in text
 
 
+PERMANENT = [
+    AccessDeniedError("Untrusted Signing Certificate", status=403),
+    ResourceNotFoundError("no such profile", status=404),
+    ServiceValidationError("bad duration", status=400),
+    CertificateValidityError("certificate client.pem expired on 2020-01-01: renew it"),
+    InvalidParameterError("not a role ARN"),
+]
+TRANSIENT = [
+    NetworkError("connection refused"),
+    RequestTimeoutError("no answer"),
+    ThrottlingError("slow down", status=429),
+    ServiceError("internal", status=503),
+    CredentialsError("no credentials in the answer"),
+    CredentialsFileError("cannot write credentials (No space left on device)"),
+]
+
+
+@pytest.mark.parametrize("error", PERMANENT, ids=lambda e: type(e).__name__)
+def test_run_update_stops_on_errors_no_retry_can_fix(error: RolesAnywhereError) -> None:
+    waits: list[float] = []
+
+    def fetch() -> Credentials:
+        raise error
+
+    def wait(seconds: float) -> bool:  # a fake clock: asks to stop after five backoffs
+        waits.append(seconds)
+        return len(waits) >= 5
+
+    err = io.StringIO()
+    with pytest.raises(type(error)) as caught:
+        run_update(fetch, Path("unused"), "default", once=False, wait=wait, err=err)
+    assert caught.value is error and waits == [] and err.getvalue() == ""
+
+
+@pytest.mark.parametrize("error", TRANSIENT, ids=lambda e: type(e).__name__)
+def test_run_update_retries_errors_that_may_clear(error: RolesAnywhereError) -> None:
+    waits: list[float] = []
+
+    def fetch() -> Credentials:
+        raise error
+
+    def wait(seconds: float) -> bool:
+        waits.append(seconds)
+        return len(waits) >= 7
+
+    err = io.StringIO()
+    assert run_update(fetch, Path("unused"), "default", once=False, wait=wait, err=err) == 0
+    assert waits == [2, 4, 8, 16, 32, 60, 60]
+    assert err.getvalue().count("update failed") == 7
+
+
 def test_cli_update_once_against_the_emulator(tmp_path: Path) -> None:
     pki = PKI(name="update")
     leaf = pki.leaf("ec-p256", issuer="root")
@@ -238,3 +302,143 @@ def test_cli_update_once_against_the_emulator(tmp_path: Path) -> None:
     assert text.startswith("[keep]\naws_access_key_id = AKIAKEEP\n\n[ra]\n")
     assert f"aws_access_key_id = {issued.access_key_id}" in text
     assert issued.secret_access_key not in err.getvalue()
+
+
+# --- faults: a filling disk, failed syncs, planted symlinks, bytes that are not UTF-8 ----------
+
+MANY = "".join(
+    f"[p{i}]\naws_access_key_id = AKIA{i:04d}\naws_secret_access_key = s{i}\nregion = eu-west-1\n\n"
+    for i in range(221)
+).encode()
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_a_short_write_leaves_the_old_file_untouched(tmp_path: Path) -> None:
+    from tests.faults import short_writes
+
+    path = tmp_path / "credentials"
+    path.write_bytes(MANY)
+    with short_writes(allow=4096) as written, pytest.raises(CredentialsFileError) as caught:
+        write_profile(path, "new", CREDS, sleep=lambda _: None)
+    assert written  # the fault did fire
+    message = str(caught.value)
+    assert "No space left on device" in message and "untouched" in message
+    assert "\n" not in message and "new-secret" not in message
+    assert path.read_bytes() == MANY  # all 221 profiles, byte for byte
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_file_size_limit_leaves_the_old_file_untouched(tmp_path: Path) -> None:
+    # The kernel's own short write: RLIMIT_FSIZE in a child process (SIGXFSZ ignored, so the
+    # write past the limit comes up short, then fails with EFBIG).
+    path = tmp_path / "credentials"
+    path.write_bytes(MANY)
+    code = (
+        "import resource, signal, sys\n"
+        "from pathlib import Path\n"
+        "from datetime import UTC, datetime\n"
+        "from rolesanywhere.credentials import Credentials\n"
+        "from rolesanywhere.credfile import write_profile\n"
+        "from rolesanywhere.errors import CredentialsFileError\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))\n"
+        "creds = Credentials('ASIANEW', 'new-secret', 'new-token',\n"
+        "                    datetime(2099, 1, 1, tzinfo=UTC))\n"
+        "try:\n"
+        "    write_profile(Path(sys.argv[1]), 'new', creds, sleep=lambda _: None)\n"
+        "except CredentialsFileError as exc:\n"
+        "    print(exc)\n"
+        "    sys.exit(1)\n"
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    assert "File too large" in done.stdout and "untouched" in done.stdout
+    assert path.read_bytes() == MANY
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_write_that_does_not_read_back_is_not_renamed(tmp_path: Path) -> None:
+    # A write that claims success but stores other bytes (a failing device): caught on re-read.
+    path = tmp_path / "credentials"
+    path.write_bytes(MANY)
+    real = os.write
+
+    def corrupt(fd: int, data: bytes) -> int:
+        real(fd, bytes(data).replace(b"ASIANEW", b"ASIAxxx"))
+        return len(data)
+
+    os.write = corrupt  # type: ignore[assignment]
+    try:
+        with pytest.raises(CredentialsFileError, match="did not read back") as caught:
+            write_profile(path, "new", CREDS, sleep=lambda _: None)
+    finally:
+        os.write = real
+    assert "untouched" in str(caught.value)
+    assert path.read_bytes() == MANY and _leftovers(tmp_path) == []
+
+
+def test_a_failed_fsync_removes_the_temporary_file(tmp_path: Path) -> None:
+    path = tmp_path / "credentials"
+    path.write_bytes(MANY)
+    real = os.fsync
+
+    def fail(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    os.fsync = fail
+    try:
+        with pytest.raises(CredentialsFileError, match="Input/output error"):
+            write_profile(path, "new", CREDS, sleep=lambda _: None)
+    finally:
+        os.fsync = real
+    assert path.read_bytes() == MANY and _leftovers(tmp_path) == []
+
+
+def test_a_symlinked_file_is_updated_where_it_points(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "dotfiles" / "aws-credentials"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("[keep]\nx = 1\n")
+    path = tmp_path / ".aws" / "credentials"
+    path.parent.mkdir()
+    path.symlink_to(elsewhere)
+    write_profile(path, "default", CREDS)
+    assert path.is_symlink() and path.resolve() == elsewhere
+    assert elsewhere.read_text() == f"[keep]\nx = 1\n\n[default]\n{BLOCK}\n"
+    assert _leftovers(path.parent) == [] and _leftovers(elsewhere.parent) == []
+
+
+def test_planted_symlinks_are_not_followed(tmp_path: Path) -> None:
+    # Someone who can write to the folder plants symlinks at the names the writer uses: the
+    # temporary name is unpredictable and opened O_EXCL|O_NOFOLLOW, the lock O_NOFOLLOW.
+    path = tmp_path / "credentials"
+    path.write_text("[keep]\nx = 1\n")
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    for pid in range(os.getpid() - 5, os.getpid() + 5):
+        (tmp_path / f".credentials.{pid}.tmp").symlink_to(victim)
+    write_profile(path, "default", CREDS)
+    assert victim.read_text() == "precious\n"
+    assert not path.is_symlink() and "[default]" in path.read_text()
+
+    lock_target = tmp_path / "made-through-the-lock"
+    (tmp_path / "credentials.lock").unlink()
+    (tmp_path / "credentials.lock").symlink_to(lock_target)
+    with pytest.raises(CredentialsFileError, match="symbolic link"):
+        write_profile(path, "other", CREDS, sleep=lambda _: None)
+    assert not lock_target.exists()
+
+
+def test_bytes_that_are_not_utf8_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "credentials"
+    old = b"# caf\xe9 (latin-1)\n[keep]\nnote = \xff\xfe\n"
+    path.write_bytes(old)
+    write_profile(path, "default", CREDS)
+    assert path.read_bytes() == old + f"\n[default]\n{BLOCK}\n".encode()
