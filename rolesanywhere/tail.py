@@ -210,6 +210,10 @@ class _DamagedDatabase(TailError):
     """SQLite says the position database is corrupt or not a database."""
 
 
+class _EmptyDatabase(TailError):
+    """The position database has no schema (new or emptied) and must not be created."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)
 class Chunk:
     """Lines from one read burst of one file: bytes ``[start_offset, end_offset)``.
@@ -482,7 +486,8 @@ class Tailer:
             now = self._clock()
             found = self._scan(now, initial=True, first_run=first_run)
             self._resume_rotated(found, now)
-            self._flush_db()
+            with contextlib.suppress(TailError):  # reported once; written at the next commit
+                self._flush_db()
         except BaseException:
             self._release()
             raise
@@ -671,9 +676,16 @@ class Tailer:
                 " permissions of the state_dir"
             ) from exc
         problem: str | None = None
+        if used and reset is None and size is None:  # not even created: refuse as it is
+            raise PositionsLostError("is missing", self.db_path, state)
         try:
-            self._conn = self._open_db(synchronous)
+            # refused: leave an empty database as it is (no schema), so it is refused again
+            self._conn = self._open_db(synchronous, create=not used or reset is not None)
             rows, had_patterns, changed = self._load()
+        except _EmptyDatabase:
+            assert reset is None
+            problem = "is empty (0 bytes)" if not size else "holds no positions"
+            raise PositionsLostError(problem, self.db_path, state) from None
         except _DamagedDatabase as exc:
             if reset is None:
                 raise PositionsLostError(f"is damaged ({exc})", self.db_path, state) from None
@@ -708,7 +720,7 @@ class Tailer:
             self._write_marker()
         return rows, changed
 
-    def _open_db(self, synchronous: str) -> sqlite3.Connection:
+    def _open_db(self, synchronous: str, *, create: bool = True) -> sqlite3.Connection:
         try:
             # created 0600 here: SQLite gives its -wal and -shm files the database's mode
             os.close(os.open(self.db_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
@@ -719,17 +731,19 @@ class Tailer:
                 f"cannot open position database {self.db_path!r} ({cause}); check the state_dir"
             ) from exc
         try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                _log.warning("position database %s runs in %s mode, not WAL", self.db_path, mode)
-            conn.execute(f"PRAGMA synchronous={synchronous}")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]  # writes nothing
             if version not in (0, _SCHEMA_VERSION):
                 raise TailError(
                     f"position database {self.db_path!r} has schema version {version}, expected "
                     f"{_SCHEMA_VERSION}: it was written by another version of rolesanywhere; run"
                     " that version"
                 )
+            if version == 0 and not create:
+                raise _EmptyDatabase("no schema")
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                _log.warning("position database %s runs in %s mode, not WAL", self.db_path, mode)
+            conn.execute(f"PRAGMA synchronous={synchronous}")
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS positions (dev INTEGER NOT NULL, ino INTEGER NOT NULL,"
