@@ -12,6 +12,7 @@ bar on a terminal. SIGTERM and SIGINT stop reading, flush, commit and return 0.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import TYPE_CHECKING, TextIO
@@ -21,7 +22,7 @@ from .signals import stop_on_signals
 if TYPE_CHECKING:
     from .shipconfig import ShipConfig
     from .shipper import Shipper
-    from .tail import Tailer
+    from .tail import Chunk, Tailer
 
 __all__ = ["run_ship"]
 
@@ -105,31 +106,54 @@ def run_ship(
     from .auth import SigV4Auth
     from .refresh import RefreshingCredentials
     from .shipper import Shipper, ShipperConfig
-    from .tail import Tailer
+    from .tail import PositionsLostError, Tailer, TailError
 
     stop = stop or threading.Event()
     for warning in config.warnings:
         print(f"ship: warning: {warning}", file=err)
     print(f"ship: {config.describe()}", file=err)
 
-    refresher = RefreshingCredentials(config.credential_provider(), close_source=True)
+    try:
+        tailer = Tailer(
+            config.paths,
+            state_dir=config.state_dir,
+            read_from_head=config.read_from_head,
+            refresh_interval=config.refresh_interval,
+            rotate_wait=config.rotate_wait,
+            max_line_bytes=config.max_line_bytes,
+            long_lines=config.long_lines,
+            exclude=config.exclude_paths,
+            reset_positions=config.reset_positions,
+        )
+    except PositionsLostError as exc:
+        raise TailError(
+            f"position database {exc.db_path} {exc.problem}, but {exc.state_dir} was used before"
+            ": resuming would skip or repeat lines; run again with --reset-positions head (read"
+            " the files again from their beginning: duplicates) or --reset-positions end (start"
+            " at their end: lines written since the last run are skipped), or set [state]"
+            " reset_positions"
+        ) from None
+    if tailer.reset_reason is not None:
+        print(f"ship: warning: {tailer.reset_reason}", file=err)
+
+    def commit(chunks: list[Chunk]) -> None:
+        # a failed write (disk full) is reported once by the tailer, which keeps the
+        # positions and writes them at the next commit: keep shipping, no traceback
+        with contextlib.suppress(TailError):
+            tailer.commit(chunks)
+
+    try:
+        refresher = RefreshingCredentials(config.credential_provider(), close_source=True)
+    except BaseException:
+        tailer.close()
+        raise
     auth = SigV4Auth(refresher, service=config.service, region=config.region)
-    tailer = Tailer(
-        config.paths,
-        state_dir=config.state_dir,
-        read_from_head=config.read_from_head,
-        refresh_interval=config.refresh_interval,
-        rotate_wait=config.rotate_wait,
-        max_line_bytes=config.max_line_bytes,
-        long_lines=config.long_lines,
-        exclude=config.exclude_paths,
-    )
     # One request in flight, and each tail chunk (a quarter batch) sent whole in one request:
     # after a crash the duplicates are at most the batch that was in flight.
     shipper = Shipper(
         ShipperConfig.from_ship_config(config, max_in_flight=1, whole_submissions=True),
         auth,
-        on_settled=tailer.commit,
+        on_settled=commit,
     )
     chunk_bytes = max(config.batch_bytes // 4, 4096)
     progress = _Progress(err, status_interval, once, tailer.lag_bytes())
@@ -152,6 +176,8 @@ def run_ship(
         long_lines = _long_lines(tailer)
         tailer.close()
         refresher.close()
+    if tailer.db_error() is not None:
+        long_lines += ", positions not saved (see above): the next run sends some lines again"
     stats = shipper.stats()
     elapsed = max(time.monotonic() - started, 1e-9)
     print(

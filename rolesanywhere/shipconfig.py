@@ -101,6 +101,10 @@ Unknown keys are errors (naming the key path). Sizes are byte counts or strings 
 
     [state]
     dir = "/var/lib/rolesanywhere-ship"
+    # reset_positions = "head"     # only when the position database of a state directory used
+    #                              # before is missing, empty or damaged: "head" reads the files
+    #                              # again from their beginning (duplicates), "end" starts at
+    #                              # their end (lines written meanwhile are skipped); unset: refuse
 
     [credentials]
     # either an AWS profile (see rolesanywhere.awsconfig) ...
@@ -178,6 +182,7 @@ _MAX_INCLUDE_DEPTH = 16
 
 LongLines = Literal["split", "truncate"]
 DateFormat = Literal["double", "epoch", "iso8601"]
+ResetPositions = Literal["head", "end"]
 FieldValue = str | int | float | bool
 
 
@@ -377,6 +382,10 @@ class ShipConfig:
     # state
     #: Directory of the positions database and the lock (see :func:`default_state_dir`).
     state_dir: str = ""
+    #: Where to start over when the position database of a state directory used before is
+    #: missing, empty or damaged: ``"head"`` (duplicates) or ``"end"`` (skips what was written
+    #: meanwhile); ``None`` refuses to start (see :class:`~rolesanywhere.tail.Tailer`).
+    reset_positions: ResetPositions | None = None
     # credentials
     #: A Roles Anywhere identity (the ``credential-process`` flags), or ``None``.
     identity: IdentitySettings | None = None
@@ -442,7 +451,7 @@ class ShipConfig:
                 "host_key": self.host_key,
                 "fields": dict(self.fields),
             },
-            "state": {"dir": self.state_dir},
+            "state": {"dir": self.state_dir, "reset_positions": self.reset_positions},
             "credentials": {"aws_profile": self.aws_profile},
         }
         if self.identity is not None:
@@ -1369,7 +1378,10 @@ _TOML_SCHEMA: dict[str, dict[str, tuple[str, _Convert]]] = {
         "host_key": ("host_key", _t_str),
         "fields": ("fields", _t_fields),
     },
-    "state": {"dir": ("state_dir", _t_str)},
+    "state": {
+        "dir": ("state_dir", _t_str),
+        "reset_positions": ("reset_positions", _t_str),
+    },
     "credentials": {
         "aws_profile": ("aws_profile", _t_str),
         "certificate": ("id.certificate", _t_str),
@@ -1587,6 +1599,13 @@ def add_ship_arguments(parser: argparse.ArgumentParser) -> None:
         help="longer lines are split into several records (default) or truncated",
     )
     files.add_argument("--state-dir", metavar="DIR", help="positions database directory")
+    files.add_argument(
+        "--reset-positions",
+        choices=("head", "end"),
+        help="when the positions database of a state dir used before is missing, empty or "
+        "damaged: read the files again from their beginning (head: duplicates) or start at "
+        "their end (end: lines written meanwhile are skipped); default: refuse to start",
+    )
     out = parser.add_argument_group("endpoint (Fluent Bit http output)")
     out.add_argument(
         "--url", help="ingestion URL, e.g. https://PIPELINE-ID.REGION.osis.amazonaws.com/PATH"
@@ -1715,6 +1734,7 @@ def _flags_layer(ns: argparse.Namespace) -> _Layer:
     parsed("max_line_size", "--max-line-size", "max_line_bytes", parse_size)
     plain("long_lines", "--long-lines", "long_lines")
     plain("state_dir", "--state-dir", "state_dir")
+    plain("reset_positions", "--reset-positions", "reset_positions")
     if get("url") is not None:
         if any(get(name) is not None for name in ("host", "port", "uri")):
             raise ShipConfigError("--url and --host/--port/--uri are both given: keep one form")
@@ -1895,6 +1915,11 @@ def _build(layers: Sequence[_Layer], environ: Mapping[str, str]) -> ShipConfig:
     identity, aws_profile = _build_credentials(m)
     ca_bundle = m.get("ca_bundle")
     state_dir = m.get("state_dir") or default_state_dir(environ)
+    reset_positions = m.get("reset_positions")
+    if reset_positions not in (None, "head", "end"):
+        raise m.fail(
+            "reset_positions", f"reset_positions must be head or end, not {show(reset_positions)}"
+        )
     return ShipConfig(
         paths=tuple(p.strip() for p in paths),
         url=url,
@@ -1924,6 +1949,7 @@ def _build(layers: Sequence[_Layer], environ: Mapping[str, str]) -> ShipConfig:
         host_key=host_key,
         fields=fields,
         state_dir=str(state_dir),
+        reset_positions=reset_positions,
         identity=identity,
         aws_profile=aws_profile,
         warnings=tuple(m.warnings),

@@ -20,12 +20,16 @@ Use::
 API
 ---
 ``Tailer(patterns, *, state_dir, read_from_head=False, refresh_interval=60.0, rotate_wait=5.0,
-max_line_bytes=32768, long_lines="split", synchronous="NORMAL", clock=time.monotonic, exclude=())``
+max_line_bytes=32768, long_lines="split", synchronous="NORMAL", clock=time.monotonic, exclude=(),
+reset_positions=None)``
     ``patterns``: one glob or a sequence of globs (``**`` recurses); relative ones are made
     absolute; a file whose path or base name matches a shell pattern in ``exclude`` is skipped
-    (Fluent Bit's ``Exclude_Path``). ``state_dir`` holds ``positions.db`` (created with mode
-    0700) and a lock file: two tailers cannot share one ``state_dir``. The constructor scans
-    the patterns once.
+    (Fluent Bit's ``Exclude_Path``). ``state_dir`` (created with mode 0700) holds
+    ``positions.db``, the marker ``positions.used`` and a lock file, all created with mode 0600:
+    two tailers cannot share one ``state_dir``. ``reset_positions`` (``"head"``, ``"end"`` or
+    ``None``) says where to start over when the database of a ``state_dir`` used before is
+    missing, empty or damaged (see *Position database*); ``reset_reason`` then says what was
+    reset, else it is None. The constructor scans the patterns once.
 ``poll(max_bytes=1 << 20) -> list[Chunk]``
     Reads what is available now and returns chunks covering at most ``max_bytes`` plus one
     held line per file (reads are at most 1 MiB each, files are served round robin); ``[]``
@@ -42,6 +46,9 @@ max_line_bytes=32768, long_lines="split", synchronous="NORMAL", clock=time.monot
     this file up to ``end_offset`` is delivered" (``end_offset`` must be a chunk end). Chunks
     of a stream that was since truncated or replaced are ignored (``stale_commits``); a chunk
     this tailer never handed out raises ``ValueError``.
+``commit`` raises :class:`TailError` when the database cannot be written (disk full); the
+    positions stay in memory and are written by the next ``commit`` or ``poll``. The cause is
+    logged once (a warning) until a write works again; ``db_error()`` returns it meanwhile.
 ``lag_bytes()``: bytes present in the watched files and not yet handed out.
 ``uncommitted_bytes()``: bytes handed out and not yet committed.
 ``stats() -> TailStats``: counters (a copy); ``files() -> list[TailedFile]``: per-file status.
@@ -93,6 +100,18 @@ SQLite in WAL mode at ``state_dir/positions.db``::
                             fingerprint BLOB, updated_at REAL, PRIMARY KEY (dev, ino))
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)   -- 'patterns': JSON list
 
+Lost or damaged positions: once a database holds a run's state, the marker file
+``positions.used`` is written next to it. A later start that finds the marker but a database
+missing, empty (0 bytes, or no saved patterns) or damaged (SQLite: corrupt, not a database)
+raises :class:`PositionsLostError` (a one-line :class:`TailError`) instead of taking it for a
+first run, which would read files from their end and skip what was written meanwhile. The
+caller chooses: ``reset_positions="head"`` reads every file again from its beginning
+(duplicates), ``"end"`` starts at the end of the files present (lines written since the last
+saved positions are skipped). A damaged database is then renamed ``positions.db.damaged``
+(with its ``-wal``/``-shm``) and a new one created. ``reset_positions`` changes nothing when
+the positions are fine. A state directory of an older version (a database with patterns, no
+marker) gets its marker and is resumed.
+
 ``dev``/``ino`` are ``st_dev``/``st_ino`` (stored as signed 64-bit), ``path`` the file's last
 known name (``os.fsencode``), ``offset`` the committed offset, ``fingerprint`` =
 ``sha256(offset as 8 bytes big-endian || file[0:min(256, offset)] || file[max(0, offset -
@@ -121,6 +140,7 @@ POSIX only (``fcntl`` lock, inode numbers, ``/proc/self/fd`` for renamed paths o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import glob
@@ -139,7 +159,7 @@ from typing import Literal, NamedTuple
 
 from .errors import RolesAnywhereError
 
-__all__ = ["Chunk", "TailError", "TailStats", "TailedFile", "Tailer"]
+__all__ = ["Chunk", "PositionsLostError", "TailError", "TailStats", "TailedFile", "Tailer"]
 
 _log = logging.getLogger(__name__)
 
@@ -149,6 +169,13 @@ _RAW_FACTOR = 8  # a poll reads at most this many times max(max_bytes, 1 MiB)
 _STAT_INTERVAL = 0.25  # seconds between "does the path still lead to this file" checks
 _TAIL_WINDOW = 1 << 16  # how far back to look for a line start when starting at the end
 _SCHEMA_VERSION = 1
+_MARKER = "positions.used"  # written once the database holds a run's state: "used before"
+_DAMAGED_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
+_MARKER_TEXT = (
+    b"This state directory holds the file positions of a rolesanywhere Tailer (positions.db).\n"
+    b"While this file exists, a missing, empty or damaged positions.db is refused instead of\n"
+    b"being taken for a first run; choose reset_positions 'head' or 'end' to start over.\n"
+)
 _U64 = 1 << 64
 _I64_MAX = (1 << 63) - 1
 
@@ -157,6 +184,34 @@ _Key = tuple[int, int]  # (st_dev, st_ino)
 
 class TailError(RolesAnywhereError):
     """The tailer's state directory or position database cannot be used."""
+
+
+class PositionsLostError(TailError):
+    """The saved positions of a state directory used before are missing, empty or damaged.
+
+    Resuming is impossible: reading the files from their end would skip what was written since
+    the last run, from their head would send again what was delivered. The caller chooses with
+    ``reset_positions="head"`` or ``"end"``. ``problem`` says what is wrong with the database.
+    """
+
+    def __init__(self, problem: str, db_path: str, state_dir: str) -> None:
+        self.problem = problem
+        self.db_path = db_path
+        self.state_dir = state_dir
+        super().__init__(
+            f"position database {db_path!r} {problem}, but state directory {state_dir!r} was "
+            "used before: the saved positions are lost; choose reset_positions='head' (read the "
+            "files again from their beginning: duplicates) or reset_positions='end' (start at "
+            "their end: lines written since the last run are skipped)"
+        )
+
+
+class _DamagedDatabase(TailError):
+    """SQLite says the position database is corrupt or not a database."""
+
+
+class _EmptyDatabase(TailError):
+    """The position database has no schema (new or emptied) and must not be created."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)
@@ -365,6 +420,7 @@ class Tailer:
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         clock: Callable[[], float] = time.monotonic,
         exclude: Sequence[str] = (),
+        reset_positions: Literal["head", "end"] | None = None,
     ) -> None:
         if isinstance(patterns, str | os.PathLike):
             patterns = [patterns]
@@ -383,7 +439,14 @@ class Tailer:
             raise ValueError(f"long_lines must be 'split' or 'truncate', got {long_lines!r}")
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
+        if reset_positions not in (None, "head", "end"):
+            raise ValueError(
+                f"reset_positions must be 'head', 'end' or None, got {reset_positions!r}"
+            )
         self._read_from_head = read_from_head
+        #: Why the positions were reset at start (``reset_positions`` was used), else None.
+        self.reset_reason: str | None = None
+        self._db_error: str | None = None  # the write failure reported last, until a write works
         self._refresh = float(refresh_interval)
         self._rotate_wait = float(rotate_wait)
         self._max_line = max_line_bytes
@@ -405,6 +468,7 @@ class Tailer:
         state = os.fspath(state_dir)
         self.db_path = os.path.join(state, "positions.db")
         self._lock_path = os.path.join(state, "positions.lock")
+        self._marker_path = os.path.join(state, _MARKER)
         try:
             os.makedirs(state, mode=0o700, exist_ok=True)
             self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -418,12 +482,12 @@ class Tailer:
                 f"another Tailer is using state_dir {state!r}; stop it or use another state_dir"
             )
         try:
-            self._conn = self._open_db(synchronous)
-            self._saved, first_run = self._load()
+            self._saved, first_run = self._open_state(state, synchronous, reset_positions)
             now = self._clock()
             found = self._scan(now, initial=True, first_run=first_run)
             self._resume_rotated(found, now)
-            self._flush_db()
+            with contextlib.suppress(TailError):  # reported once; written at the next commit
+                self._flush_db()
         except BaseException:
             self._release()
             raise
@@ -466,10 +530,9 @@ class Tailer:
                 if not progress:
                     break
             self._close_finished(now, out)
-            try:
+            # a failure is reported once by _flush_db; the rows stay dirty and are retried
+            with contextlib.suppress(TailError):
                 self._flush_db()
-            except TailError as exc:  # keep the chunks; the rows stay dirty and are retried
-                _log.warning("%s", exc)
             return out
 
     def commit(self, chunks: Iterable[Chunk]) -> None:
@@ -539,6 +602,11 @@ class Tailer:
         with self._lock:
             return sum(s.safe_end - s.frontier for s in self._streams.values())
 
+    def db_error(self) -> str | None:
+        """Why the latest write of the position database failed, or None when it worked."""
+        with self._lock:
+            return self._db_error
+
     def stats(self) -> TailStats:
         """A copy of the counters."""
         with self._lock:
@@ -576,10 +644,8 @@ class Tailer:
             if self._closed:
                 return
             self._closed = True
-            try:
+            with contextlib.suppress(TailError):  # reported once by _flush_db, see db_error()
                 self._flush_db()
-            except TailError as exc:
-                _log.warning("%s", exc)
             self._release()
 
     def __enter__(self) -> Tailer:
@@ -590,24 +656,94 @@ class Tailer:
 
     # --- database ------------------------------------------------------------------------------
 
-    def _open_db(self, synchronous: str) -> sqlite3.Connection:
+    def _open_state(
+        self, state: str, synchronous: str, reset: str | None
+    ) -> tuple[dict[_Key, _Row], bool]:
+        """Open the database; returns the saved rows and whether this counts as a first run.
+
+        A state directory used before (its marker file exists) whose database is missing,
+        empty or damaged is refused (:class:`PositionsLostError`) unless ``reset`` says where
+        to start over: never taken silently for a first run.
+        """
+        used = os.path.lexists(self._marker_path)
         try:
-            conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
+            size: int | None = os.stat(self.db_path).st_size
+        except FileNotFoundError:
+            size = None
+        except OSError as exc:
             raise TailError(
-                f"cannot open position database {self.db_path!r} ({exc}); check the state_dir"
+                f"cannot use position database {self.db_path!r} ({exc.strerror}); check the"
+                " permissions of the state_dir"
+            ) from exc
+        problem: str | None = None
+        if used and reset is None and size is None:  # not even created: refuse as it is
+            raise PositionsLostError("is missing", self.db_path, state)
+        try:
+            # refused: leave an empty database as it is (no schema), so it is refused again
+            self._conn = self._open_db(synchronous, create=not used or reset is not None)
+            rows, had_patterns, changed = self._load()
+        except _EmptyDatabase:
+            assert reset is None
+            problem = "is empty (0 bytes)" if not size else "holds no positions"
+            raise PositionsLostError(problem, self.db_path, state) from None
+        except _DamagedDatabase as exc:
+            if reset is None:
+                raise PositionsLostError(f"is damaged ({exc})", self.db_path, state) from None
+            conn = getattr(self, "_conn", None)
+            if conn is not None:
+                conn.close()
+            aside = self._move_aside()
+            problem = f"was damaged ({exc}; moved to {aside!r})"
+            self._conn = self._open_db(synchronous)
+            rows, had_patterns, changed = self._load()
+        else:
+            if used and not had_patterns:
+                if size is None:
+                    problem = "is missing"
+                elif size == 0:
+                    problem = "is empty (0 bytes)"
+                else:
+                    problem = "holds no positions"
+                if reset is None:
+                    raise PositionsLostError(problem, self.db_path, state)
+        if problem is not None:
+            rows, changed = {}, True
+            self._read_from_head = reset == "head"
+            self.reset_reason = (
+                f"position database {self.db_path!r} {problem}; starting over from the "
+                f"{'beginning' if reset == 'head' else 'end'} of the files (reset_positions="
+                f"{reset!r})"
+            )
+            _log.info("%s", self.reset_reason)
+        self._save_patterns()
+        if not used:
+            self._write_marker()
+        return rows, changed
+
+    def _open_db(self, synchronous: str, *, create: bool = True) -> sqlite3.Connection:
+        try:
+            # created 0600 here: SQLite gives its -wal and -shm files the database's mode
+            os.close(os.open(self.db_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            cause = exc.strerror if isinstance(exc, OSError) else exc
+            raise TailError(
+                f"cannot open position database {self.db_path!r} ({cause}); check the state_dir"
             ) from exc
         try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]  # writes nothing
+            if version not in (0, _SCHEMA_VERSION):
+                raise TailError(
+                    f"position database {self.db_path!r} has schema version {version}, expected "
+                    f"{_SCHEMA_VERSION}: it was written by another version of rolesanywhere; run"
+                    " that version"
+                )
+            if version == 0 and not create:
+                raise _EmptyDatabase("no schema")
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 _log.warning("position database %s runs in %s mode, not WAL", self.db_path, mode)
             conn.execute(f"PRAGMA synchronous={synchronous}")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, _SCHEMA_VERSION):
-                raise TailError(
-                    f"position database {self.db_path!r} has schema version {version}, expected "
-                    f"{_SCHEMA_VERSION}; move it aside to start over"
-                )
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS positions (dev INTEGER NOT NULL, ino INTEGER NOT NULL,"
@@ -623,17 +759,65 @@ class Tailer:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             conn.close()
-            raise TailError(
-                f"position database {self.db_path!r} is unusable ({exc}); move it aside to start"
-                " over"
-            ) from exc
+            raise self._db_failure("use", exc) from exc
         except BaseException:
             conn.close()
             raise
         return conn
 
-    def _load(self) -> tuple[dict[_Key, _Row], bool]:
-        """Saved rows, and whether the patterns differ from the last run's."""
+    def _db_failure(self, doing: str, exc: sqlite3.Error) -> TailError:
+        """A damaged database (:class:`_DamagedDatabase`) or another cause (full, permissions)."""
+        if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _DAMAGED_CODES:
+            return _DamagedDatabase(str(exc))
+        return TailError(
+            f"cannot {doing} position database {self.db_path!r} ({exc}); check free space and"
+            " the permissions of the state_dir"
+        )
+
+    def _move_aside(self) -> str:
+        """Rename a damaged database (and its -wal, -shm) to ``positions.db.damaged``."""
+        aside = self.db_path + ".damaged"
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.lexists(self.db_path + suffix):
+                    os.replace(self.db_path + suffix, aside + suffix)
+                elif os.path.lexists(aside + suffix):
+                    os.unlink(aside + suffix)
+        except OSError as exc:
+            raise TailError(
+                f"cannot move the damaged position database {self.db_path!r} aside "
+                f"({exc.strerror}); move it yourself and keep reset_positions"
+            ) from exc
+        return aside
+
+    def _write_marker(self) -> None:
+        """Write the "used before" marker (0600, complete or absent: temp file + rename)."""
+        tmp = self._marker_path + ".tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                view = memoryview(_MARKER_TEXT)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self._marker_path)
+            dir_fd = os.open(os.path.dirname(self._marker_path), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise TailError(
+                f"cannot write {self._marker_path!r} ({exc.strerror}); check free space and the"
+                " permissions of the state_dir"
+            ) from exc
+
+    def _load(self) -> tuple[dict[_Key, _Row], bool, bool]:
+        """Saved rows, whether the database holds a run's patterns, and whether they differ."""
         try:
             rows = {
                 (_unsigned(dev), _unsigned(ino)): _Row(os.fsdecode(bytes(path)), offset, bytes(fp))
@@ -642,17 +826,19 @@ class Tailer:
                 )
             }
             meta = self._conn.execute("SELECT value FROM meta WHERE key = 'patterns'").fetchone()
-            wanted = json.dumps(sorted(self._patterns))
-            if meta is None or meta[0] != wanted:
-                self._conn.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('patterns', ?)", (wanted,)
-                )
         except sqlite3.Error as exc:
-            raise TailError(
-                f"cannot read position database {self.db_path!r} ({exc}); move it aside to start"
-                " over"
-            ) from exc
-        return rows, meta is None or meta[0] != wanted
+            raise self._db_failure("read", exc) from exc
+        wanted = json.dumps(sorted(self._patterns))
+        return rows, meta is not None, meta is None or meta[0] != wanted
+
+    def _save_patterns(self) -> None:
+        try:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('patterns', ?)",
+                (json.dumps(sorted(self._patterns)),),
+            )
+        except sqlite3.Error as exc:
+            raise self._db_failure("write", exc) from exc
 
     def _flush_db(self) -> None:
         """Write dirty rows and scheduled deletions in one transaction."""
@@ -672,20 +858,33 @@ class Tailer:
             if self._by_key.get(s.key) is s
         ]
         dels = [(_signed(dev), _signed(ino)) for dev, ino in self._deletes]
+        conn = self._conn
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.executemany("DELETE FROM positions WHERE dev = ? AND ino = ?", dels)
-                self._conn.executemany(_UPSERT, ups)
-                self._conn.execute("COMMIT")
+                conn.executemany("DELETE FROM positions WHERE dev = ? AND ino = ?", dels)
+                conn.executemany(_UPSERT, ups)
+                conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                # SQLite rolls back by itself on some errors (SQLITE_FULL): a ROLLBACK then
+                # fails with "no transaction is active" and would hide the real cause
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise TailError(
+            message = (
                 f"cannot write position database {self.db_path!r} ({exc}); check free space and"
-                " permissions, then commit again"
-            ) from exc
+                " permissions: positions are kept and written at the next commit (until then a"
+                " restart sends lines again, never skips them)"
+            )
+            if message != self._db_error:
+                self._db_error = message
+                _log.warning("%s", message)
+            raise TailError(message) from exc
+        if self._db_error is not None:
+            self._db_error = None
+            _log.warning("position database %r is written again", self.db_path)
         self._dirty.clear()
         self._deletes.clear()
         self._stats.commits += 1
@@ -827,7 +1026,14 @@ class Tailer:
 
     def _own_keys(self) -> set[_Key]:
         keys = set()
-        for path in (self.db_path, self.db_path + "-wal", self.db_path + "-shm", self._lock_path):
+        for path in (
+            self.db_path,
+            self.db_path + "-wal",
+            self.db_path + "-shm",
+            self._lock_path,
+            self._marker_path,
+            self._marker_path + ".tmp",
+        ):
             try:
                 st = os.stat(path)
             except OSError:

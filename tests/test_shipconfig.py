@@ -877,3 +877,16 @@ def test_aws_profile_gives_credentials(tmp_path: Path) -> None:
     }
     config, _ = fb(BLOG)
     assert config.credential_provider(environ=env)().access_key_id == "AKIDSHIP"
+
+
+def test_reset_positions_from_toml_and_flag() -> None:
+    base = f'[input]\npaths = ["/x"]\n[output]\nurl = "https://{HOST}/"\n'
+    assert from_toml(base, environ=ENV).reset_positions is None
+    config = from_toml(base + '[state]\nreset_positions = "head"\n', environ=ENV)
+    assert config.reset_positions == "head"
+    assert from_toml(config.to_toml(), environ=ENV) == config
+    with pytest.raises(ShipConfigError, match=r"state\.reset_positions: .*head or end"):
+        from_toml(base + '[state]\nreset_positions = "middle"\n', source_name="s", environ=ENV)
+    parser = ship_parser()
+    args = parser.parse_args(["/x", "--url", f"https://{HOST}/", "--reset-positions", "end"])
+    assert from_args(args, environ=ENV).reset_positions == "end"

@@ -9,6 +9,7 @@ SIGKILL.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -26,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rolesanywhere.tail import Chunk, Tailer, TailError
+from rolesanywhere.tail import Chunk, PositionsLostError, Tailer, TailError
 
 STAT_STEP = 0.3  # more than the tailer's 0.25 s between path checks
 
@@ -749,3 +750,150 @@ def test_arbitrary_writes_reassemble_into_original_lines(
         assert ends == [c.end_offset for c in got[:-1]]  # contiguous, in order
         if got:
             assert got[-1].end_offset == len(content)
+
+
+# --- lost, damaged or unwritable position database -----------------------------------------------
+
+
+def _used_state_dir(tmp_path: Path, clock: FakeClock) -> Path:
+    """A state directory after one run that shipped 100 lines; 50 more lines written since."""
+    log = tmp_path / "app.log"
+    log.write_bytes(numbered(0, 100))
+    with make_tailer(tmp_path, clock, read_from_head=True) as t:
+        drain(t, commit=True)
+    with log.open("ab") as f:
+        f.write(numbered(100, 150))
+    return tmp_path / "state"
+
+
+def _lose_positions(state: Path, how: str) -> None:
+    db = state / "positions.db"
+    if how == "empty":
+        db.write_bytes(b"")
+    elif how == "missing":
+        db.unlink()
+    elif how == "cleared":
+        conn = sqlite3.connect(db)
+        conn.execute("DELETE FROM positions")
+        conn.execute("DELETE FROM meta")
+        conn.commit()
+        conn.close()
+    else:
+        db.write_bytes(b"this is not an SQLite database\n" * 200)
+
+
+@pytest.mark.parametrize("how", ["empty", "missing", "cleared", "damaged"])
+def test_lost_positions_of_a_used_state_dir_are_refused_not_a_first_run(
+    tmp_path: Path, clock: FakeClock, how: str
+) -> None:
+    """Taken for a first run, the 50 lines written since would be skipped (read from the end)."""
+    state = _used_state_dir(tmp_path, clock)
+    _lose_positions(state, how)
+    for _ in range(2):  # a refusal changes nothing: refused again
+        with pytest.raises(PositionsLostError) as info:
+            make_tailer(tmp_path, clock)
+        message = str(info.value)
+        assert "\n" not in message
+        assert "reset_positions='head'" in message and "reset_positions='end'" in message
+        assert info.value.problem.startswith("is damaged" if how == "damaged" else "")
+    # read_from_head does not make it a first run either: the choice must be explicit
+    with pytest.raises(PositionsLostError):
+        make_tailer(tmp_path, clock, read_from_head=True)
+
+
+@pytest.mark.parametrize("how", ["empty", "missing", "damaged"])
+def test_reset_positions_head_reads_everything_again(
+    tmp_path: Path, clock: FakeClock, how: str
+) -> None:
+    state = _used_state_dir(tmp_path, clock)
+    _lose_positions(state, how)
+    with make_tailer(tmp_path, clock, reset_positions="head") as t:
+        assert t.reset_reason is not None and "beginning" in t.reset_reason
+        assert lines_of(drain(t, commit=True)) == numbered(0, 150).splitlines()
+    if how == "damaged":
+        assert (state / "positions.db.damaged").read_bytes().startswith(b"this is not")
+    with make_tailer(tmp_path, clock) as t:  # the new database is trusted again
+        assert t.reset_reason is None
+        assert drain(t) == []
+
+
+def test_reset_positions_end_starts_at_the_end(tmp_path: Path, clock: FakeClock) -> None:
+    state = _used_state_dir(tmp_path, clock)
+    _lose_positions(state, "empty")
+    with make_tailer(tmp_path, clock, reset_positions="end") as t:
+        assert t.reset_reason is not None and "end of the files" in t.reset_reason
+        assert drain(t) == []
+        with (tmp_path / "app.log").open("ab") as f:
+            f.write(b"after\n")
+        assert lines_of(drain(t)) == [b"after"]
+
+
+def test_reset_positions_is_ignored_when_the_positions_are_fine(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    _used_state_dir(tmp_path, clock)
+    with make_tailer(tmp_path, clock, reset_positions="end") as t:
+        assert t.reset_reason is None
+        assert lines_of(drain(t)) == numbered(100, 150).splitlines()
+
+
+def test_state_dir_without_marker_but_with_positions_is_resumed(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A state directory of a version that wrote no marker: resumed, and marked now."""
+    state = _used_state_dir(tmp_path, clock)
+    (state / "positions.used").unlink()
+    with make_tailer(tmp_path, clock) as t:
+        assert lines_of(drain(t)) == numbered(100, 150).splitlines()
+    assert (state / "positions.used").is_file()
+
+
+def test_state_files_are_private(tmp_path: Path, clock: FakeClock) -> None:
+    (tmp_path / "app.log").write_bytes(b"one\n")
+    old = os.umask(0o022)
+    try:
+        with make_tailer(tmp_path, clock, read_from_head=True) as t:
+            drain(t, commit=True)
+            state = tmp_path / "state"
+            modes = {p.name: p.stat().st_mode & 0o777 for p in state.iterdir()}
+    finally:
+        os.umask(old)
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert modes["positions.db"] == 0o600, modes
+    assert {"positions.db-wal", "positions.lock", "positions.used"} <= set(modes)
+    assert set(modes.values()) == {0o600}, modes  # -wal and -shm too
+
+
+def test_disk_full_names_the_cause_once_and_positions_are_written_later(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLITE_FULL rolls the transaction back by itself: the cause must not become the
+    "cannot rollback - no transaction is active" of a second ROLLBACK."""
+    for i in range(3):
+        (tmp_path / f"{i}.log").write_bytes(b"x\n")
+    t = make_tailer(tmp_path, clock, read_from_head=True)
+    try:
+        drain(t, commit=True)
+        pages = t._conn.execute("PRAGMA page_count").fetchone()[0]
+        t._conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full now
+        for i in range(300):
+            (tmp_path / f"{'n' * 150}{i}.log").write_bytes(b"line %d\n" % i)
+        clock.advance(61)  # re-scan: 300 new files, each a new row
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="rolesanywhere.tail"):
+            chunks = drain(t)
+            assert len(lines_of(chunks)) == 300
+            for _ in range(3):
+                with pytest.raises(TailError, match="database or disk is full"):
+                    t.commit(chunks)
+            assert "no transaction" not in t.db_error()  # type: ignore[operator]
+            full = [r for r in caplog.records if "disk is full" in r.getMessage()]
+            assert len(full) == 1, caplog.text  # named once, however often it fails
+            assert "\n" not in full[0].getMessage() and full[0].exc_info is None
+            t._conn.execute("PRAGMA max_page_count = 1000000")  # space freed
+            t.commit(chunks)  # what failed is written now
+            assert t.db_error() is None
+            assert "written again" in caplog.text
+    finally:
+        t.close()
+    assert len(db_rows(tmp_path / "state")) == 303
