@@ -177,6 +177,8 @@ class SigV4Auth(httpx.Auth):
         duration_seconds: int = 3600,
         role_session_name: str | None = None,
         endpoint: str | None = None,
+        timeout: float = 30.0,
+        connect_timeout: float = 5.0,
         **options: Any,
     ) -> SigV4Auth:
         """Everything from a certificate and the three ARNs, in one call.
@@ -184,7 +186,8 @@ class SigV4Auth(httpx.Auth):
         The identity files are watched (rotation needs no restart); credentials refresh ahead of
         expiry. ``region`` is the signing region of the target service (inferred from the host
         when omitted); Roles Anywhere's own region comes from the trust anchor's ARN.
-        ``options`` go to :class:`SigV4Auth`.
+        ``timeout`` bounds each CreateSession call, retries included (``connect_timeout``:
+        connecting), as in :class:`RolesAnywhereClient`. ``options`` go to :class:`SigV4Auth`.
         """
         from .client import RolesAnywhereClient
         from .identity import IdentityLoader
@@ -197,6 +200,8 @@ class SigV4Auth(httpx.Auth):
             duration_seconds=duration_seconds,
             role_session_name=role_session_name,
             endpoint=endpoint,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
         )
         return cls(client, service=service, region=region, **options)
 

@@ -144,14 +144,27 @@ def _describe(request: SignedRequest) -> str:
     return "\n".join(lines)
 
 
+#: Share of ``timeout`` one attempt may take when retries are allowed: a first attempt that
+#: stalls gives up halfway, leaving the other half for a second one.
+ATTEMPT_SHARE = 0.5
+
+
+def attempt_timeout(timeout: float, max_attempts: int) -> float:
+    """The longest one CreateSession attempt may take (each gets at most the time left, too)."""
+    return timeout if max_attempts <= 1 else timeout * ATTEMPT_SHARE
+
+
 def _session_flow(config: ClientConfig) -> _Flow:
     """The whole CreateSession exchange, with retries, as a sans-I/O generator."""
     deadline = config.clock() + config.timeout
     policy = config.retry
+    per_attempt = attempt_timeout(config.timeout, policy.max_attempts)
     last_error: RolesAnywhereError | None = None
+    out_of_time = False  # stopped for want of time, not of attempts
     for attempt in range(1, policy.max_attempts + 1):
-        remaining = deadline - config.clock()
+        remaining = min(per_attempt, deadline - config.clock())
         if remaining <= 0:
+            out_of_time = True
             break
         request = build_create_session_request(
             config.current_identity(), config.params, config.endpoint
@@ -169,7 +182,7 @@ def _session_flow(config: ClientConfig) -> _Flow:
             raise RuntimeError("the CreateSession flow needs an outcome for each request")
         elif outcome.timed_out:
             last_error = RequestTimeoutError(
-                f"{config.endpoint.url} did not answer within {config.timeout:g} s "
+                f"{config.endpoint.url} did not answer within {remaining:.3g} s "
                 f"(attempt {attempt}): check the endpoint, or raise the timeout"
             )
         else:
@@ -180,9 +193,14 @@ def _session_flow(config: ClientConfig) -> _Flow:
             break
         pause = policy.delay(attempt)
         if config.clock() + pause >= deadline:
+            out_of_time = True
             break
         yield _Sleep(pause)
-    if last_error is None or (isinstance(last_error, NetworkError) and config.clock() >= deadline):
+    if (
+        last_error is None
+        or (isinstance(last_error, RequestTimeoutError) and out_of_time)
+        or (isinstance(last_error, NetworkError) and config.clock() >= deadline)
+    ):
         last_error = RequestTimeoutError(
             f"no answer from {config.endpoint.url} within {config.timeout:g} s: "
             "check the endpoint, or raise the timeout"
@@ -273,8 +291,9 @@ def _drive_sync(flow: _Flow, transport: SyncTransport, counter: list[int]) -> Cr
 class RolesAnywhereClient(_ClientBase[SyncTransport]):
     """Exchange an X.509 identity for temporary credentials, synchronously.
 
-    Retries 429, 5xx and connection errors (``retry``, 3 attempts by default) with a fresh
-    signature each time; ``timeout`` bounds the whole call, retries and waits included.
+    Retries 429, 5xx, connection errors and timeouts (``retry``, 3 attempts by default) with a
+    fresh signature each time; ``timeout`` bounds the whole call, retries and waits included,
+    and one attempt may take at most half of it (all of it when ``max_attempts`` is 1).
     ``transport`` defaults to httpx; pass a :class:`~rolesanywhere.transport.StdlibTransport`
     for a faster start in one-shot processes.
     """

@@ -97,7 +97,7 @@ import httpx
 from .auth import SigV4Auth, region_from_host
 from .errors import InvalidParameterError, RolesAnywhereError
 from .retry import RetryPolicy
-from .transport import USER_AGENT, resolve_verify
+from .transport import USER_AGENT, aexchange, exchange, resolve_verify
 
 if TYPE_CHECKING:
     from .shipconfig import ShipConfig
@@ -174,7 +174,8 @@ class ShipperConfig:
     #: First backoff ceiling (seconds), doubled per retry up to ``backoff_max``; full jitter.
     backoff_base: float = 0.5
     backoff_max: float = 30.0
-    #: Seconds one request may take, and to connect.
+    #: Seconds one request may take, all of it (however slowly the server answers), and to
+    #: connect.
     request_timeout: float = 30.0
     connect_timeout: float = 10.0
     #: TLS verification: ``True`` (system CAs, or ``AWS_CA_BUNDLE``), ``False``, or a PEM path.
@@ -1184,14 +1185,15 @@ class _ShellBase:
             "follow_redirects": False,
         }
 
-    def _answer(self, response: httpx.Response) -> _Answer:
+    def _answer(self, outcome: tuple[httpx.Response, bytes, bool]) -> _Answer:
+        response, body, _ = outcome  # a cut body still has its status: that decides
         status = response.status_code
         if status in (401, 403):
             self._invalidate(response)
         detail = ""
         if not 200 <= status < 300:
             try:
-                detail = _one_line(response.text)
+                detail = _one_line(body.decode(response.encoding or "utf-8", "replace"))
             except Exception:
                 detail = ""
         answer = _Answer(status, "http", detail, _retry_after(response.headers.get("retry-after")))
@@ -1209,6 +1211,11 @@ class _ShellBase:
         held = auth.credentials.credentials
         if held is not None and _akid(response.request) in (None, held.access_key_id):
             auth.credentials.invalidate(held)
+
+    def _deadline(self) -> float:
+        """When the post starting now must end (``request_timeout`` bounds the whole exchange:
+        signing, sending and reading the answer)."""
+        return time.monotonic() + self.config.request_timeout
 
     @staticmethod
     def _failure(exc: BaseException) -> _Answer:
@@ -1474,10 +1481,13 @@ class Shipper(_ShellBase):
     def _send(self, batch: _Batch) -> _Answer:
         body = self._core.body(batch)
         try:
-            response = self._client.post(self.config.url, content=body, headers=self._headers)
+            request = self._client.build_request(
+                "POST", self.config.url, content=body, headers=self._headers
+            )
+            outcome = exchange(self._client, request, deadline=self._deadline())
         except Exception as exc:
             return self._failure(exc)
-        return self._answer(response)
+        return self._answer(outcome)
 
     def _call_back(self, tokens: list[Any]) -> None:
         if not tokens or self.on_settled is None:
@@ -1704,12 +1714,15 @@ class AsyncShipper(_ShellBase):
             await asyncio.to_thread(core.body, batch)
         body = core.body(batch)
         try:
-            response = await self._client.post(self.config.url, content=body, headers=self._headers)
+            request = self._client.build_request(
+                "POST", self.config.url, content=body, headers=self._headers
+            )
+            outcome = await aexchange(self._client, request, deadline=self._deadline())
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             return self._failure(exc)
-        return self._answer(response)
+        return self._answer(outcome)
 
     async def _call_back(self, tokens: list[Any]) -> None:
         if not tokens or self.on_settled is None:

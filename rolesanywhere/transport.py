@@ -5,13 +5,24 @@ The clients hand a transport a :class:`~rolesanywhere.session.HttpRequest` and g
 :class:`StdlibTransport` uses the package's own small HTTP/1.1 client (:mod:`rolesanywhere.http11`)
 so that the ``credential-process`` command pays neither for importing httpx nor for ``http.client``
 (and the ``email`` package it pulls in) on every cold start; everything else uses httpx.
+
+httpx's timeouts bound each read, not the exchange: a server that drips one byte a second would
+keep a request going for ever. Every httpx exchange of the package therefore goes through
+:func:`exchange` (sync) or :func:`aexchange` (async), which end it by a deadline and read at most
+:data:`MAX_RESPONSE_BYTES` of the answer.
 """
 
 from __future__ import annotations
 
+import contextlib
+import heapq
+import itertools
 import os
+import socket
 import ssl
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from .http11 import ProtocolError, Response, fetch
@@ -24,6 +35,7 @@ if TYPE_CHECKING:
     from .session import HttpRequest
 
 __all__ = [
+    "MAX_RESPONSE_BYTES",
     "USER_AGENT",
     "Answer",
     "AsyncHttpxTransport",
@@ -32,10 +44,16 @@ __all__ = [
     "StdlibTransport",
     "SyncTransport",
     "TransportFailure",
+    "aexchange",
+    "exchange",
     "resolve_verify",
 ]
 
 USER_AGENT = "rolesanywhere-python/0.1"
+
+#: The most of a response body the httpx exchanges read into memory (a CreateSession answer is
+#: about 2 KiB, an OSIS answer less); the rest is left unread and the connection closed.
+MAX_RESPONSE_BYTES = 1 << 20
 
 
 #: What came back: status, headers (in order, may repeat) and the whole body. Every transport
@@ -99,6 +117,220 @@ def _httpx_failure(exc: Exception) -> TransportFailure:
     return TransportFailure(_detail(exc), timed_out=isinstance(exc, httpx.TimeoutException))
 
 
+# --- whole-exchange deadlines on httpx ----------------------------------------------------------
+
+
+class _Watchdog:
+    """One daemon thread that calls ``fire`` callbacks at their deadlines (time.monotonic())."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[list[Any]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def add(self, deadline: float, fire: Callable[[], None]) -> list[Any]:
+        entry: list[Any] = [deadline, next(self._order), fire]
+        with self._cond:
+            heapq.heappush(self._heap, entry)
+            if self._thread is None or not self._thread.is_alive():  # none yet, or forked
+                self._thread = threading.Thread(
+                    target=self._run, name="rolesanywhere-deadlines", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+        return entry
+
+    def cancel(self, entry: list[Any]) -> None:
+        with self._cond:
+            entry[2] = None  # dropped when it reaches the top
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    while self._heap and self._heap[0][2] is None:
+                        heapq.heappop(self._heap)
+                    if not self._heap:
+                        self._cond.wait()
+                        continue
+                    wait = self._heap[0][0] - time.monotonic()
+                    if wait <= 0:
+                        entry = heapq.heappop(self._heap)
+                        fire, entry[2] = entry[2], None
+                        break
+                    self._cond.wait(wait)
+            with contextlib.suppress(Exception):  # the watchdog outlives any one callback
+                fire()
+
+
+_WATCHDOG = _Watchdog()
+
+
+class _Watch:
+    """One sync exchange: the socket it uses (learnt from httpcore's ``trace`` extension when a
+    connection is opened, or from the ``network_stream`` of the answer) is shut down at the
+    deadline, which wakes a read blocked on it whatever httpx's per-read timeout says."""
+
+    __slots__ = ("_lock", "_sock", "done", "fired")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self.fired = False
+        self.done = False
+
+    def trace(self, event: str, info: Mapping[str, Any]) -> None:
+        if event.endswith((".connect_tcp.complete", ".start_tls.complete")):
+            self.watch(info.get("return_value"))
+
+    def watch(self, stream: Any) -> None:
+        get = getattr(stream, "get_extra_info", None)
+        sock = get("socket") if callable(get) else None
+        if not isinstance(sock, socket.socket):
+            return
+        with self._lock:
+            self._sock = sock
+            if self.fired and not self.done:
+                self._shut(sock)
+
+    def fire(self) -> None:
+        with self._lock:
+            if self.done:
+                return
+            self.fired = True
+            if self._sock is not None:
+                self._shut(self._sock)
+
+    def finish(self) -> None:
+        with self._lock:
+            self.done = True
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        # the plain socket method: an SSLSocket's own would drop its SSL object under the
+        # reading thread
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _cap_timeouts(request: httpx.Request, remaining: float, keys: Iterable[str]) -> None:
+    """Lower httpx's per-operation timeouts of ``request`` to ``remaining`` (in place: httpcore
+    reads the same dict when it starts reading the body)."""
+    timeouts = request.extensions.get("timeout")
+    if not isinstance(timeouts, dict):
+        request.extensions["timeout"] = timeouts = {}
+    for key in keys:
+        current = timeouts.get(key)
+        timeouts[key] = remaining if current is None else min(current, remaining)
+
+
+_ALL_TIMEOUTS = ("connect", "read", "write", "pool")
+
+
+def _late(request: httpx.Request, budget: float) -> httpx.TimeoutException:
+    import httpx
+
+    return httpx.ReadTimeout(f"no complete answer within {budget:.3g} s", request=request)
+
+
+def exchange(
+    client: httpx.Client,
+    request: httpx.Request,
+    *,
+    deadline: float,
+    max_body: int = MAX_RESPONSE_BYTES,
+) -> tuple[httpx.Response, bytes, bool]:
+    """Send ``request`` and read the answer, all by ``deadline`` (a ``time.monotonic()`` value).
+
+    Returns the (closed) response, its decoded body (at most ``max_body`` bytes) and whether that
+    is the whole body. Past the deadline raises ``httpx.ReadTimeout`` (an
+    ``httpx.TimeoutException``), however slowly the server sends; other failures raise the
+    usual ``httpx.TransportError``. httpx's own timeouts are lowered to the time left; a socket
+    still busy at the deadline is shut down by a watchdog thread (one for the process).
+    """
+    budget = deadline - time.monotonic()
+    if budget <= 0:
+        raise _late(request, 0)
+    _cap_timeouts(request, budget, _ALL_TIMEOUTS)
+    watch = _Watch()
+    outer = request.extensions.get("trace")
+
+    def trace(event: str, info: Mapping[str, Any]) -> None:
+        watch.trace(event, info)
+        if outer is not None:
+            outer(event, info)
+
+    request.extensions["trace"] = trace
+    entry = _WATCHDOG.add(deadline, watch.fire)
+    try:
+        response = client.send(request, stream=True)
+        try:
+            watch.watch(response.extensions.get("network_stream"))
+            _cap_timeouts(response.request, max(deadline - time.monotonic(), 0.001), ("read",))
+            chunks: list[bytes] = []
+            size, whole = 0, True
+            for chunk in response.iter_bytes():
+                if time.monotonic() >= deadline:
+                    raise _late(request, budget)
+                if size + len(chunk) > max_body:
+                    chunks.append(chunk[: max_body - size])
+                    whole = False
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        finally:
+            response.close()
+    except Exception as exc:
+        import httpx
+
+        # the watchdog's shutdown shows as the server hanging up: say what really happened
+        cut = watch.fired or time.monotonic() >= deadline
+        failed = isinstance(exc, httpx.TransportError)
+        if cut and failed and not isinstance(exc, httpx.TimeoutException):
+            raise _late(request, budget) from None
+        raise
+    finally:
+        watch.finish()
+        _WATCHDOG.cancel(entry)
+    return response, b"".join(chunks), whole
+
+
+async def aexchange(
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    *,
+    deadline: float,
+    max_body: int = MAX_RESPONSE_BYTES,
+) -> tuple[httpx.Response, bytes, bool]:
+    """The awaitable twin of :func:`exchange`: the whole exchange runs under
+    ``asyncio.timeout``, so the deadline holds however slowly the server sends."""
+    import asyncio
+
+    budget = deadline - time.monotonic()
+    if budget <= 0:
+        raise _late(request, 0)
+    _cap_timeouts(request, budget, _ALL_TIMEOUTS)
+    chunks: list[bytes] = []
+    size, whole = 0, True
+    try:
+        async with asyncio.timeout(budget):
+            response = await client.send(request, stream=True)
+            try:
+                async for chunk in response.aiter_bytes():
+                    if size + len(chunk) > max_body:
+                        chunks.append(chunk[: max_body - size])
+                        whole = False
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+            finally:
+                await response.aclose()
+    except TimeoutError:
+        raise _late(request, budget) from None
+    return response, b"".join(chunks), whole
+
+
 _C = TypeVar("_C", "httpx.Client", "httpx.AsyncClient")
 
 
@@ -142,25 +374,33 @@ class _HttpxBase(Generic[_C]):
         )
 
     @staticmethod
-    def _answer(response: httpx.Response) -> Answer:
-        return Answer(response.status_code, tuple(response.headers.multi_items()), response.content)
+    def _answer(outcome: tuple[httpx.Response, bytes, bool]) -> Answer:
+        response, body, whole = outcome
+        if not whole:
+            raise TransportFailure(
+                f"response body larger than {MAX_RESPONSE_BYTES} bytes", timed_out=False
+            )
+        return Answer(response.status_code, tuple(response.headers.multi_items()), body)
 
 
 class HttpxTransport(_HttpxBase["httpx.Client"]):
-    """Synchronous transport over a (lazily created) ``httpx.Client``."""
+    """Synchronous transport over a (lazily created) ``httpx.Client``.
+
+    ``timeout`` bounds the whole exchange (see :func:`exchange`), ``connect_timeout`` connecting.
+    """
 
     def send(self, request: HttpRequest, *, timeout: float, connect_timeout: float) -> Answer:
         import httpx
 
         if self._client is None:
             self._client = httpx.Client(**self._options())
+        deadline = time.monotonic() + timeout
+        built = self._build(self._client, request, timeout, connect_timeout)
         try:
-            response = self._client.send(
-                self._build(self._client, request, timeout, connect_timeout)
-            )
+            outcome = exchange(self._client, built, deadline=deadline)
         except httpx.TransportError as exc:
             raise _httpx_failure(exc) from None
-        return self._answer(response)
+        return self._answer(outcome)
 
     def close(self) -> None:
         if self._client is not None:
@@ -212,12 +452,13 @@ class AsyncHttpxTransport(_HttpxBase["httpx.AsyncClient"]):
         import httpx
 
         client = self._current()
+        deadline = time.monotonic() + timeout
         built = self._build(client, request, timeout, connect_timeout)
         try:
-            response = await client.send(built)
+            outcome = await aexchange(client, built, deadline=deadline)
         except httpx.TransportError as exc:
             raise _httpx_failure(exc) from None
-        return self._answer(response)
+        return self._answer(outcome)
 
     async def aclose(self) -> None:
         """Close the client given, or the current loop's pool (other loops' pools stay: they

@@ -7,7 +7,11 @@ Servers (each a context manager with ``.port`` and ``.url``, on a random loopbac
     body byte every ``interval`` seconds, for ever;
   - ``"stall"``: accepts and reads, then says nothing;
   - ``"huge"``: answers 200 with a body of ``size`` bytes (default 64 MiB), as fast as it can;
-  - ``"canned"``: sends ``raw`` (a whole HTTP response, bytes) and closes.
+  - ``"canned"``: sends ``raw`` (a whole HTTP response, bytes) and closes;
+  - ``"drip_head"``: like ``"drip"``, but the response head itself goes one byte per ``interval``.
+
+``stall_first=n`` (any behaviour): the first ``n`` connections stall instead (a first attempt that
+hangs, then a server that answers).
 
 Every connection is served on its own daemon thread; ``close()`` ends them all.
 
@@ -26,7 +30,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any, Literal
 
-Behaviour = Literal["drip", "stall", "huge", "canned"]
+Behaviour = Literal["drip", "stall", "huge", "canned", "drip_head"]
 
 
 def http_response(
@@ -51,8 +55,10 @@ class FaultServer:
         size: int = 64 << 20,
         raw: bytes = b"",
         status: int = 200,
+        stall_first: int = 0,
     ) -> None:
         self.behaviour = behaviour
+        self.stall_first = stall_first
         self.interval = interval
         self.size = size
         self.raw = raw
@@ -76,7 +82,8 @@ class FaultServer:
             except OSError:
                 return
             self.connections += 1
-            worker = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            stall = self.connections <= self.stall_first
+            worker = threading.Thread(target=self._serve, args=(conn, stall), daemon=True)
             self._threads.append(worker)
             worker.start()
 
@@ -92,19 +99,25 @@ class FaultServer:
                 return
             data += chunk
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket, stall: bool = False) -> None:
         with contextlib.suppress(OSError), conn:
             self._read_request(conn)
+            if self.behaviour == "stall" or stall:
+                self._stop.wait()
+                return
             if self.behaviour == "canned":
                 conn.sendall(self.raw)
-                return
-            if self.behaviour == "stall":
-                self._stop.wait()
                 return
             head = (
                 f"HTTP/1.1 {self.status} OK\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {self.size}\r\n\r\n"
             ).encode()
+            if self.behaviour == "drip_head":
+                for byte in head:
+                    if self._stop.wait(self.interval):
+                        return
+                    conn.sendall(bytes([byte]))
+                return
             conn.sendall(head)
             if self.behaviour == "drip":
                 while not self._stop.wait(self.interval):
