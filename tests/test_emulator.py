@@ -616,6 +616,15 @@ def test_body_too_large(emu: RolesAnywhereEmulator, http: httpx.Client, pki: PKI
     credentials_of(send(http, request_for(emu, identity(pki.leaf()))))  # connection still usable
 
 
+@pytest.mark.parametrize("nested", [b"[" * 100_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000])
+def test_deeply_nested_body_is_400(
+    emu: RolesAnywhereEmulator, http: httpx.Client, pki: PKI, nested: bytes
+) -> None:
+    response = send(http, raw_request(emu, identity(pki.leaf()), body=nested))
+    assert_error(response, 400, INVALID, "Request body is not valid JSON: nested too deeply")
+    credentials_of(send(http, request_for(emu, identity(pki.leaf()))))  # still serving
+
+
 def test_internal_failure_answers_500(
     emu: RolesAnywhereEmulator, http: httpx.Client, pki: PKI
 ) -> None:

@@ -728,6 +728,8 @@ def _parse_params(request: RecordedRequest) -> dict[str, Any]:
         payload = json.loads(request.body) if request.body.strip() else {}
     except (ValueError, UnicodeDecodeError):
         raise _invalid("Request body is not valid JSON") from None
+    except RecursionError:  # deeper than the parser goes: the client's fault, not a 500
+        raise _invalid("Request body is not valid JSON: nested too deeply") from None
     if not isinstance(payload, dict):
         raise _invalid("Request body must be a JSON object")
     query: dict[str, str] = {}
