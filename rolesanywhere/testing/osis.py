@@ -22,8 +22,10 @@ checked in this order, the first failure answering:
    - 403 ``Authorization`` missing or malformed, not ``AWS4-HMAC-SHA256``, scope not
      ``AKID/<date of X-Amz-Date>/<region>/osis/aws4_request``; ``X-Amz-Date`` missing or
      malformed; ``SignedHeaders`` not lower-case and sorted, or naming a header not sent;
-     ``host`` and ``x-amz-date`` not signed, nor ``content-type``, ``x-amz-content-sha256`` and
-     ``x-amz-security-token`` when sent;
+     ``host`` and ``x-amz-date`` not signed, nor ``x-amz-content-sha256`` and
+     ``x-amz-security-token`` when sent (nor ``content-type`` when sent, only with
+     ``require_signed_content_type=True``: SigV4 does not require it, and opensearch-py's
+     ``Urllib3AWSV4SignerAuth`` and aws-requests-auth leave it unsigned);
    - 401 unknown access key (``UnrecognizedClientException``), expired credentials at
      :attr:`OsisEmulator.clock` (``ExpiredTokenException``, "The security token included in the
      request is expired");
@@ -623,6 +625,7 @@ class OsisEmulator(ServedEmulator):
         region: str = "us-east-1",
         path: str = DEFAULT_PATH,
         verify_signatures: bool = True,
+        require_signed_content_type: bool = False,
         store: bool = True,
         keep_batches: bool | None = None,
         database: str | Path = ":memory:",
@@ -662,6 +665,9 @@ class OsisEmulator(ServedEmulator):
         self.region = region
         self.path = path
         self.verify_signatures = verify_signatures
+        #: Also refuse a request whose ``Content-Type`` is sent but not signed (off by default:
+        #: AWS and common signers such as opensearch-py's and aws-requests-auth leave it unsigned).
+        self.require_signed_content_type = require_signed_content_type
         self.store = store
         self.keep_batches = store if keep_batches is None else keep_batches
         self.index_pattern = index
@@ -1289,11 +1295,10 @@ class OsisEmulator(ServedEmulator):
             raise _denied("SignedHeaders must be lower-case names, sorted, separated by ';'.")
         signed_set = set(signed)
         required = ["host", "x-amz-date"]
-        required += [
-            name
-            for name in ("content-type", "x-amz-content-sha256", "x-amz-security-token")
-            if name in lowered
-        ]
+        optional = ["x-amz-content-sha256", "x-amz-security-token"]
+        if self.require_signed_content_type:
+            optional.append("content-type")
+        required += [name for name in optional if name in lowered]
         for name in required:
             if name not in signed_set:
                 raise _denied(f"'{name}' must be a 'SignedHeader' in the AWS Authorization.")
