@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from rolesanywhere import sigv4
 from rolesanywhere.credentials import format_expiration
 from rolesanywhere.endpoints import resolve_endpoint
+from rolesanywhere.errors import NetworkError
 from rolesanywhere.identity import Identity
 from rolesanywhere.keys import ALGORITHM_ECDSA, ALGORITHM_RSA, SoftwareSigningKey
 from rolesanywhere.session import (
@@ -616,6 +619,15 @@ def test_body_too_large(emu: RolesAnywhereEmulator, http: httpx.Client, pki: PKI
     credentials_of(send(http, request_for(emu, identity(pki.leaf()))))  # connection still usable
 
 
+@pytest.mark.parametrize("nested", [b"[" * 100_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000])
+def test_deeply_nested_body_is_400(
+    emu: RolesAnywhereEmulator, http: httpx.Client, pki: PKI, nested: bytes
+) -> None:
+    response = send(http, raw_request(emu, identity(pki.leaf()), body=nested))
+    assert_error(response, 400, INVALID, "Request body is not valid JSON: nested too deeply")
+    credentials_of(send(http, request_for(emu, identity(pki.leaf()))))  # still serving
+
+
 def test_internal_failure_answers_500(
     emu: RolesAnywhereEmulator, http: httpx.Client, pki: PKI
 ) -> None:
@@ -789,3 +801,48 @@ def test_tls_emulator(rolesanywhere_tls_emulator: RolesAnywhereEmulator, pki: PK
     with httpx.Client(timeout=10) as client, pytest.raises(httpx.ConnectError):
         send(client, request)  # the system CAs do not know the test root
     assert emu.successes == 1
+
+
+# --- clients over TLS, and the documented examples ----------------------------------------------
+
+
+def test_clients_trust_a_tls_emulator(pki: PKI, tmp_path: Path) -> None:
+    import asyncio
+
+    with RolesAnywhereEmulator.for_pki(pki, tls=True) as emu:
+        assert emu.url.startswith("https://") and emu.ca_bundle is None
+        with emu.client(identity(pki.leaf())) as client:  # trusts tls_ca_pem
+            assert client.create_session().access_key_id
+
+        async def run() -> str:
+            async with emu.async_client(identity(pki.leaf())) as aclient:
+                return (await aclient.create_session()).access_key_id
+
+        assert asyncio.run(run())
+        emu.write_ca_bundle(tmp_path)  # a bundle file alone is enough too
+        emu.tls_ca_pem = None
+        assert emu.ca_bundle is not None
+        with emu.client(identity(pki.leaf())) as client:
+            assert client.create_session().access_key_id
+        other = tmp_path / "other-ca.pem"  # verify= given: used as given
+        other.write_bytes(PKI(name="another CA").trust_anchor_pem())
+        with emu.client(identity(pki.leaf()), verify=str(other)) as c, pytest.raises(NetworkError):
+            c.create_session()
+        assert emu.successes == 3
+
+
+def _doc_blocks(path: Path) -> list[str]:
+    text = path.read_text(encoding="utf-8")
+    return re.findall(r"^```python\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def test_docs_testing_examples_run_as_written(tmp_path: Path) -> None:
+    """Every ``python`` block of docs/testing.md, run in order in one namespace."""
+    blocks = _doc_blocks(Path(__file__).parent.parent / "docs" / "testing.md")
+    assert len(blocks) == 3
+    namespace: dict[str, object] = {"tmp_path": tmp_path}
+    for number, block in enumerate(blocks, 1):
+        code = compile(block, f"docs/testing.md block {number}", "exec")
+        exec(code, namespace)  # noqa: S102 - our own documentation, run as a reader would
+    assert (tmp_path / "client.key").read_bytes().startswith(b"-----BEGIN RSA PRIVATE KEY")
+    assert (tmp_path / "ec.key").read_bytes().startswith(b"-----BEGIN EC PRIVATE KEY")

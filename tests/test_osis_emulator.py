@@ -13,7 +13,10 @@ import hmac
 import http.client
 import json
 import ssl
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -410,6 +413,142 @@ def test_forced_413_for_splitting(
     assert osis.count() == 20 and osis.status_counts == {413: 3, 200: 1}
 
 
+# A gzip bomb against an emulator in a child process, whose memory is measured there (VmHWM).
+# The parent watches the child's RSS and kills it past 512 MiB (a thread in the child could not:
+# json.loads holds the GIL), so an unbounded decoder fails the test instead of taking the machine.
+_BOMB_CHILD = r"""
+import gzip, http.client, json, sys, time, zlib
+from rolesanywhere.testing.osis import OsisEmulator
+
+def status(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+
+MiB = 1 << 20
+
+def gzipped(first, piece, count, last=b""):  # one gzip member, compressed piece by piece
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    out = [packer.compress(first)]
+    out += [packer.compress(piece) for _ in range(count)]
+    return b"".join(out) + packer.compress(last) + packer.flush()
+
+kind = sys.argv[1]
+records = b"{}," * (MiB // 3)
+if kind == "records-8k":  # 8 MiB of [{},{},...] in 8 KiB, valid JSON
+    bomb = gzipped(b"[", records, 8, b"{}]")
+elif kind == "records-119k":  # 120 MiB of [{},{},...] in 119 KiB, valid JSON
+    bomb = gzipped(b"[", records, 120, b"{}]")
+elif kind == "brackets-8k":  # 8 MiB of [[[[...
+    bomb = gzipped(b"", b"[" * MiB, 8)
+else:  # "zeros-1g": 1 GiB of zero bytes in 1 MiB
+    bomb = gzipped(b"", bytes(MiB), 1024)
+
+with OsisEmulator(verify_signatures=False, compression="gzip") as osis:
+    def post(body):
+        conn = http.client.HTTPConnection("127.0.0.1", osis.port, timeout=120)
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        conn.request("POST", osis.path, body=body, headers=headers)
+        response = conn.getresponse()
+        text = response.read().decode()
+        conn.close()
+        return response.status, text
+
+    assert post(gzip.compress(b'[{"log": "warm-up"}]'))[0] == 200
+    before = status("VmHWM")
+    started = time.perf_counter()
+    code, text = post(bomb)
+    seconds = time.perf_counter() - started
+    grown = status("VmHWM") - before
+print(json.dumps({"status": code, "text": text, "seconds": seconds, "grown": grown,
+                  "sent": len(bomb)}))
+"""
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def run_bomb(kind: str, rss_limit: int = 512 * MiB) -> dict[str, Any]:
+    """Run the child; ``{"killed": True}`` when its RSS passed ``rss_limit``."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _BOMB_CHILD, kind],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while child.poll() is None:
+        if _rss(child.pid) > rss_limit or time.monotonic() > deadline:
+            child.kill()
+            child.communicate()
+            return {"killed": True}
+        time.sleep(0.002)
+    out, err = child.communicate()
+    lines = out.strip().splitlines()
+    assert lines, err[-2000:]
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+@pytest.mark.parametrize(
+    ("kind", "sent_under"),
+    [
+        ("records-8k", 8200),  # the issue's 8 KiB request: 1.5 GiB of RSS before
+        ("records-119k", 125_000),  # the issue's 119 KiB request: 22 GB before
+        ("brackets-8k", 8200),
+        ("zeros-1g", 1_100_000),
+    ],
+)
+def test_gzip_bomb_is_413_in_bounded_memory(kind: str, sent_under: int) -> None:
+    result = run_bomb(kind)
+    assert not result.get("killed"), f"{kind}: the emulator took over 512 MiB"
+    assert result["sent"] < sent_under
+    assert result["status"] == 413, result
+    assert result["text"].startswith("Request Entity Too Large")
+    # at most the decompressed cap (10 MiB) and a copy or two of it, never the parsed events
+    assert result["grown"] < 48 * MiB, result
+    assert result["seconds"] < 30, result
+
+
+def test_json_value_limit(
+    make: Callable[..., OsisEmulator], creds: Credentials, client: httpx.Client
+) -> None:
+    osis = make(max_json_values=100)
+    tiny = json.dumps([{}] * 60).encode()  # 121 values
+    response = post(client, osis, tiny, creds)
+    assert response.status_code == 413 and "100 JSON values" in response.text
+    # brackets, commas and colons inside strings are not values
+    text = json.dumps([{"log": "[{,:}]" * 200}]).encode()
+    assert post(client, osis, text, creds).status_code == 200
+    at_limit = json.dumps([{}] * 49).encode()  # 1 + 1 + 49 + 48 = 99
+    assert post(client, osis, at_limit, creds).status_code == 200
+    unlimited = make(max_json_values=None)
+    assert post(client, unlimited, tiny, creds).status_code == 200
+    assert OsisEmulator(verify_signatures=False).max_json_values == 1_000_000
+
+
+def test_deeply_nested_json_is_400(
+    make: Callable[..., OsisEmulator], creds: Credentials, client: httpx.Client
+) -> None:
+    osis = make()
+    deep = b"[" + b'{"a":' * 100_000 + b"1" + b"}" * 100_000 + b"]"
+    response = post(client, osis, deep, creds)
+    assert response.status_code == 400 and "nested too deeply" in response.text
+    for path in ("/_search", "/logs-*/_count"):
+        answer = client.post(osis.url + path, content=b"[" * 100_000)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["type"] == "parse_exception"
+
+
 def test_persistent_buffering_resplits_and_silently_drops_large_events(
     make: Callable[..., OsisEmulator], client: httpx.Client
 ) -> None:
@@ -588,13 +727,9 @@ def test_missing_or_unsigned_parts_are_403(
     without_date = {k: v for k, v in sign(url, body, creds).items() if k != "X-Amz-Date"}
     response = send(without_date)
     assert response.status_code == 403 and "X-Amz-Date" in response.text
-    no_content_type = sign(url, body, creds, headers={})
-    response = send({**no_content_type, "Content-Type": "application/json"})
-    assert response.status_code == 403
-    assert "'content-type' must be a 'SignedHeader'" in response.text
     garbled = {**sign(url, body, creds), "Authorization": "AWS4-HMAC-SHA256 Credential=x"}
     assert send(garbled).status_code == 403
-    assert osis.count() == 0 and osis.status_counts == {403: 7}
+    assert osis.count() == 0 and osis.status_counts == {403: 6}
     for rejection in osis.rejections:
         assert creds.secret_access_key not in rejection.message
         assert (creds.session_token or "?") not in rejection.message
@@ -652,7 +787,7 @@ def test_signed_headers_rules(
         return client.post(osis.ingest_url, content=body, headers=sent)
 
     assert send(full).status_code == 200  # this small signer agrees with the emulator
-    for name in ("host", "x-amz-date", "x-amz-security-token", "content-type"):
+    for name in ("host", "x-amz-date", "x-amz-security-token"):
         response = send([n for n in full if n != name])
         assert response.status_code == 403, name
         assert f"'{name}' must be a 'SignedHeader'" in response.text
@@ -665,7 +800,39 @@ def test_signed_headers_rules(
     del headers["X-Extra"]
     absent = send([*full, "x-extra"], {})
     assert absent.status_code == 403 and "'x-extra' is not in the request" in absent.text
-    assert osis.count() == 2
+    assert send([n for n in full if n != "content-type"]).status_code == 200
+    assert osis.count() == 3
+
+
+def test_unsigned_content_type_accepted_unless_required(
+    make: Callable[..., OsisEmulator], client: httpx.Client
+) -> None:
+    """botocore signing only host and x-amz-date, Content-Type added after signing (as
+    opensearch-py's Urllib3AWSV4SignerAuth and aws-requests-auth send it)."""
+    registry = CredentialRegistry()
+    registry.add_key("AKIAEXAMPLEUNSIGNEDCT", "long-term-secret")
+    keys = BotoCredentials("AKIAEXAMPLEUNSIGNEDCT", "long-term-secret")
+    body = events(3)
+    lenient = make(credentials=registry)
+    strict = make(credentials=registry, require_signed_content_type=True)
+    assert not lenient.require_signed_content_type
+    for osis in (lenient, strict):
+        headers = sign(osis.ingest_url, body, keys, headers={})
+        assert "SignedHeaders=host;x-amz-date," in headers["Authorization"]
+        sent = {**headers, "Content-Type": "application/json"}
+        response = client.post(osis.ingest_url, content=body, headers=sent)
+        if osis is lenient:
+            assert response.status_code == 200, response.text
+            assert osis.count() == 3
+        else:
+            assert response.status_code == 403
+            assert "'content-type' must be a 'SignedHeader'" in response.text
+            assert osis.count() == 0
+        # the x-amz-* headers that are sent must still be signed, in both modes
+        token = {**sent, "X-Amz-Security-Token": "unsigned"}
+        refused = client.post(osis.ingest_url, content=body, headers=token)
+        assert refused.status_code == 403, osis
+        assert "'x-amz-security-token' must be a 'SignedHeader'" in refused.text
 
 
 def test_x_amz_content_sha256(

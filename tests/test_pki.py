@@ -297,3 +297,15 @@ def test_write(pki: PKI, tmp_path: Path) -> None:
     key = serialization.load_der_private_key(key_path.read_bytes(), PASSWORD)
     assert same_key(key, leaf.private_key)
     assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+
+
+def test_write_refuses_a_format_the_key_cannot_take_before_writing(
+    pki: PKI, tmp_path: Path
+) -> None:
+    rsa_leaf = pki.leaf("rsa-2048")
+    with pytest.raises(ValueError, match="EC keys only"):
+        rsa_leaf.write(tmp_path / "out", "client", key_format=KeyFormat.SEC1_PEM)
+    assert not (tmp_path / "out").exists()  # no certificate left without its key
+    cert, key = rsa_leaf.write(tmp_path / "out", "client", key_format=KeyFormat.PKCS1_PEM)
+    assert key.read_bytes().startswith(b"-----BEGIN RSA PRIVATE KEY")
+    assert cert.read_bytes() == rsa_leaf.cert_pem()

@@ -295,6 +295,18 @@ class ServedEmulator:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
+    def _client_verify(self) -> str | ssl.SSLContext | None:
+        """What a client's ``verify=`` should be to trust this emulator's TLS certificate:
+        :attr:`ca_bundle`, else a context trusting :attr:`tls_ca_pem`; ``None`` for plain HTTP
+        or when no CA is known."""
+        if self._tls is None:
+            return None
+        if self.ca_bundle is not None:
+            return self.ca_bundle
+        if self.tls_ca_pem is not None:
+            return ssl.create_default_context(cadata=self.tls_ca_pem.decode("ascii"))
+        return None
+
     def _respond(self, handler: Handler) -> None:
         """Read the request from ``handler`` and write the answer (the subclass's part)."""
         raise NotImplementedError

@@ -403,7 +403,8 @@ class RolesAnywhereEmulator(ServedEmulator):
     def client(self, identity: Identity, **options: Any) -> RolesAnywhereClient:
         """A :class:`~rolesanywhere.client.RolesAnywhereClient` for this emulator's trust
         anchor, profile and role (see :meth:`for_pki`), without proxies; ``options`` go to it
-        (``duration_seconds``, ``retry``, ``timeout``…)."""
+        (``duration_seconds``, ``retry``, ``timeout``…). Over TLS it trusts the emulator's CA
+        (:attr:`ca_bundle`, else :attr:`tls_ca_pem`) unless ``verify=`` is given."""
         from ..client import RolesAnywhereClient
 
         return RolesAnywhereClient(identity, **self._client_options(options))
@@ -416,6 +417,10 @@ class RolesAnywhereEmulator(ServedEmulator):
 
     def _client_options(self, options: dict[str, Any]) -> dict[str, Any]:
         options.setdefault("proxy_from_env", False)
+        if "verify" not in options:
+            verify = self._client_verify()
+            if verify is not None:
+                options["verify"] = verify
         return {
             "trust_anchor_arn": self.trust_anchor_arn,
             "profile_arn": self.profile_arn,
@@ -728,6 +733,8 @@ def _parse_params(request: RecordedRequest) -> dict[str, Any]:
         payload = json.loads(request.body) if request.body.strip() else {}
     except (ValueError, UnicodeDecodeError):
         raise _invalid("Request body is not valid JSON") from None
+    except RecursionError:  # deeper than the parser goes: the client's fault, not a 500
+        raise _invalid("Request body is not valid JSON: nested too deeply") from None
     if not isinstance(payload, dict):
         raise _invalid("Request body must be a JSON object")
     query: dict[str, str] = {}

@@ -22,8 +22,10 @@ checked in this order, the first failure answering:
    - 403 ``Authorization`` missing or malformed, not ``AWS4-HMAC-SHA256``, scope not
      ``AKID/<date of X-Amz-Date>/<region>/osis/aws4_request``; ``X-Amz-Date`` missing or
      malformed; ``SignedHeaders`` not lower-case and sorted, or naming a header not sent;
-     ``host`` and ``x-amz-date`` not signed, nor ``content-type``, ``x-amz-content-sha256`` and
-     ``x-amz-security-token`` when sent;
+     ``host`` and ``x-amz-date`` not signed, nor ``x-amz-content-sha256`` and
+     ``x-amz-security-token`` when sent (nor ``content-type`` when sent, only with
+     ``require_signed_content_type=True``: SigV4 does not require it, and opensearch-py's
+     ``Urllib3AWSV4SignerAuth`` and aws-requests-auth leave it unsigned);
    - 401 unknown access key (``UnrecognizedClientException``), expired credentials at
      :attr:`OsisEmulator.clock` (``ExpiredTokenException``, "The security token included in the
      request is expired");
@@ -35,8 +37,13 @@ checked in this order, the first failure answering:
    secret; :attr:`OsisEmulator.rejections` keeps them, with the canonical request (token
    redacted) for signature mismatches;
 4. ``Content-Encoding``: ``gzip`` only with ``compression="gzip"``; otherwise 400, which is what
-   Data Prepper answers (it does not decode the body and the JSON parser fails on it);
+   Data Prepper answers (it does not decode the body and the JSON parser fails on it). gzip is
+   decompressed as a stream and refused with 413 as soon as it passes ``max_body_bytes`` (the
+   front end's 10 MiB applies to the decompressed body too), so a gzip bomb costs at most that;
 5. the uncompressed body over ``split_threshold`` (when set): 413, to exercise client splitting;
+   more than ``max_json_values`` JSON values and keys (default 1,000,000, ``None``: no limit),
+   counted before parsing: 413, so that a small body of tiny events (``[{},{},…]`` builds a
+   Python object per 1.5 bytes) cannot take gigabytes of memory;
 6. the body: UTF-8, one JSON array of JSON objects (a bare object, NDJSON, trailing data,
    ``NaN``, non-object elements, invalid UTF-8 or JSON: 400); more than ``max_batch_events``
    events (when set): 413 (the buffer cannot hold them); an event for which ``reject_if(event)``
@@ -96,6 +103,7 @@ __all__ = [
     "DEFAULT_PATH",
     "FAULT_STATUSES",
     "MAX_BODY_BYTES",
+    "MAX_JSON_VALUES",
     "PERSISTENT_CHUNK_BYTES",
     "AcceptedBatch",
     "CredentialLookup",
@@ -112,7 +120,8 @@ DEFAULT_PATH = "/log/ingest"
 DEFAULT_INDEX = "logs-%{yyyy.MM.dd}"
 MAX_BODY_BYTES = 10 * 1024 * 1024
 PERSISTENT_CHUNK_BYTES = 1024 * 1024
-MAX_DECOMPRESSED_BYTES = 128 * 1024 * 1024
+MAX_JSON_VALUES = 1_000_000
+_GZIP_PIECE = 4096  # gzip input fed per call: bounds the copy of the rest after each member
 MAX_QUERY_BODY_BYTES = 1024 * 1024
 MAX_RESULT_WINDOW = 10_000
 FAULT_STATUSES: tuple[int, ...] = (408, 429, 500, 503)
@@ -124,6 +133,7 @@ _AMZ_DATE = re.compile(r"\d{8}T\d{6}Z", re.ASCII)
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}", re.ASCII)
 _MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z
 # Always matches (possibly empty): typed so.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _WHITESPACE = cast(Callable[[str, int], re.Match[str]], re.compile(r"[ \t\n\r]*").match)
 _INSERT = "INSERT INTO docs (idx, ts, log, source) VALUES (?, ?, ?, ?)"
 _PHRASES: Mapping[int, str] = {
@@ -405,23 +415,47 @@ _SCAN_ONCE: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once
 
 
 def _gunzip(data: bytes, cap: int) -> bytes:
-    """Decompress one or more gzip members; 413 past ``cap`` bytes, 400 when corrupt."""
-    parts: list[bytes] = []
-    total = 0
-    while data:
+    """Decompress one or more gzip members; 413 past ``cap`` bytes, 400 when corrupt.
+
+    Streams: the input is fed in small pieces and the output is never allowed past ``cap + 1``
+    bytes, so a gzip bomb costs at most ``cap`` bytes of memory and stops at the first byte over
+    it; members are found without copying the rest of the body after each one.
+    """
+    out = bytearray()
+    view = memoryview(data)
+    pos, end = 0, len(data)
+    while pos < end:
         decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            chunk = decoder.decompress(data, cap - total + 1)
-        except zlib.error:
-            raise _BadBody(400, "Bad request: the body is not valid gzip data") from None
-        total += len(chunk)
-        if total > cap:
-            raise _BadBody(413, f"Request Entity Too Large: over {cap} bytes once decompressed")
-        parts.append(chunk)
-        if not decoder.eof:
-            raise _BadBody(400, "Bad request: the gzip data ends early")
-        data = decoder.unused_data
-    return b"".join(parts)
+        while not decoder.eof:
+            if pos >= end:
+                raise _BadBody(400, "Bad request: the gzip data ends early")
+            piece = view[pos : pos + _GZIP_PIECE]
+            pos += len(piece)
+            try:
+                out += decoder.decompress(piece, cap - len(out) + 1)
+            except zlib.error:
+                raise _BadBody(400, "Bad request: the body is not valid gzip data") from None
+            if len(out) > cap:
+                raise _BadBody(413, f"Request Entity Too Large: over {cap} bytes once decompressed")
+        pos -= len(decoder.unused_data)
+    return bytes(out)
+
+
+def _json_values(content: bytes, limit: int) -> int:
+    """An upper bound on the values and keys parsing ``content`` would build, exact up to ``limit``.
+
+    Every one but the outermost value comes right after a ``{``, ``[``, ``,`` or ``:`` outside a
+    string. The plain byte counts are tried first (no copy); only when they exceed ``limit`` are
+    strings cut out and the count made again, so brackets in log text never cause a 413.
+    """
+
+    def count(text: bytes) -> int:
+        return sum(text.count(mark) for mark in (b"{", b"[", b",", b":")) + 1
+
+    total = count(content)
+    if total > limit:
+        total = count(_JSON_STRING.sub(b"", content))
+    return total
 
 
 def _not_an_array(text: str) -> _BadBody:
@@ -591,6 +625,7 @@ class OsisEmulator(ServedEmulator):
         region: str = "us-east-1",
         path: str = DEFAULT_PATH,
         verify_signatures: bool = True,
+        require_signed_content_type: bool = False,
         store: bool = True,
         keep_batches: bool | None = None,
         database: str | Path = ":memory:",
@@ -602,6 +637,7 @@ class OsisEmulator(ServedEmulator):
         persistent_chunk_bytes: int = PERSISTENT_CHUNK_BYTES,
         split_threshold: int | None = None,
         max_batch_events: int | None = None,
+        max_json_values: int | None = MAX_JSON_VALUES,
         reject_if: Callable[[Mapping[str, Any]], bool] | None = None,
         fault_rate: float = 0.0,
         fault_statuses: Sequence[int] = FAULT_STATUSES,
@@ -629,6 +665,9 @@ class OsisEmulator(ServedEmulator):
         self.region = region
         self.path = path
         self.verify_signatures = verify_signatures
+        #: Also refuse a request whose ``Content-Type`` is sent but not signed (off by default:
+        #: AWS and common signers such as opensearch-py's and aws-requests-auth leave it unsigned).
+        self.require_signed_content_type = require_signed_content_type
         self.store = store
         self.keep_batches = store if keep_batches is None else keep_batches
         self.index_pattern = index
@@ -639,6 +678,8 @@ class OsisEmulator(ServedEmulator):
         self.persistent_chunk_bytes = persistent_chunk_bytes
         self.split_threshold = split_threshold
         self.max_batch_events = max_batch_events
+        #: Most JSON values (and keys) one request body may hold before it is parsed: 413 over it.
+        self.max_json_values = max_json_values
         #: Called with each parsed event; true: the request is answered 400 (poisoned record).
         self.reject_if = reject_if
         self.fault_rate = fault_rate
@@ -976,6 +1017,13 @@ class OsisEmulator(ServedEmulator):
                     f"Request Entity Too Large: over the {self.split_threshold}-byte limit "
                     "(uncompressed)",
                 )
+            max_values = self.max_json_values
+            if max_values is not None and _json_values(content, max_values) > max_values:
+                raise _BadBody(
+                    413,
+                    f"Request Entity Too Large: over {max_values} JSON values in one request "
+                    "(the emulator's max_json_values)",
+                )
             events, raws = _parse_events(content, self.store)
             if self.max_batch_events is not None and len(events) > self.max_batch_events:
                 raise _BadBody(
@@ -1035,7 +1083,7 @@ class OsisEmulator(ServedEmulator):
                     "Bad request: the body is not valid JSON (Content-Encoding: gzip, but this "
                     "pipeline's source has compression: none)",
                 )
-            return _gunzip(body, max(MAX_DECOMPRESSED_BYTES, self.max_body_bytes)), True
+            return _gunzip(body, self.max_body_bytes), True
         raise _BadBody(400, f"Bad request: unsupported Content-Encoding {name[:40]!r}")
 
     def _resplit(
@@ -1247,11 +1295,10 @@ class OsisEmulator(ServedEmulator):
             raise _denied("SignedHeaders must be lower-case names, sorted, separated by ';'.")
         signed_set = set(signed)
         required = ["host", "x-amz-date"]
-        required += [
-            name
-            for name in ("content-type", "x-amz-content-sha256", "x-amz-security-token")
-            if name in lowered
-        ]
+        optional = ["x-amz-content-sha256", "x-amz-security-token"]
+        if self.require_signed_content_type:
+            optional.append("content-type")
+        required += [name for name in optional if name in lowered]
         for name in required:
             if name not in signed_set:
                 raise _denied(f"'{name}' must be a 'SignedHeader' in the AWS Authorization.")
@@ -1347,7 +1394,7 @@ class OsisEmulator(ServedEmulator):
                 return _json_answer(413, _os_error(413, "too_long_http_request", "body too large"))
             try:
                 request = json.loads(body.decode("utf-8")) if body.strip() else {}
-            except (UnicodeDecodeError, ValueError):
+            except (UnicodeDecodeError, ValueError, RecursionError):
                 return _json_answer(
                     400, _os_error(400, "parse_exception", "request body is not valid JSON")
                 )

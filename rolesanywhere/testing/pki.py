@@ -356,12 +356,17 @@ class IssuedCert:
         key_format: KeyFormat = KeyFormat.PKCS8_PEM,
         password: bytes | None = None,
     ) -> tuple[Path, Path]:
-        """Write ``<name>.crt`` (PEM) and ``<name>.key``; return their paths."""
+        """Write ``<name>.crt`` (PEM) and ``<name>.key``; return their paths.
+
+        ``ValueError`` before anything is written when the key cannot take ``key_format``
+        (``SEC1_*`` is for EC keys, ``PKCS1_*`` for RSA keys).
+        """
+        key = self.key_bytes(key_format, password)
         directory.mkdir(parents=True, exist_ok=True)
         cert_path = directory / f"{name}.crt"
         key_path = directory / f"{name}.key"
         cert_path.write_bytes(self.cert_pem())
-        key_path.write_bytes(self.key_bytes(key_format, password))
+        key_path.write_bytes(key)
         key_path.chmod(0o600)
         return cert_path, key_path
 
