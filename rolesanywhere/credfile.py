@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .credentials import Credentials, format_expiration
-from .errors import CredentialsFileError, RolesAnywhereError
+from .errors import CredentialsFileError, RolesAnywhereError, safe_text
 
 __all__ = [
     "REFRESH_BEFORE",
@@ -194,7 +194,11 @@ def run_update(
                 raise
             failures += 1
             delay = min(60.0, 2.0**failures)
-            print(f"update failed ({exc}); trying again in {delay:g} s", file=err, flush=True)
+            print(
+                f"update failed ({safe_text(exc)}); trying again in {delay:g} s",
+                file=err,
+                flush=True,
+            )
             if wait(delay):
                 return 0
             continue
