@@ -58,7 +58,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Self
 
 from .credentials import Credentials
-from .errors import CredentialsError, InvalidParameterError
+from .errors import CredentialsError, InvalidParameterError, safe_text
 
 if TYPE_CHECKING:
     import argparse
@@ -95,7 +95,6 @@ PASSWORD_ENV = "ROLESANYWHERE_PKCS8_PASSWORD"  # noqa: S105 - a variable name
 
 _INLINE_COMMENT = re.compile(r"\s[#;].*$")
 _LAST_LINE_LIMIT = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 Kind = Literal["rolesanywhere", "process", "static"]
 
@@ -161,7 +160,10 @@ class IdentitySettings:
 
     def describe(self) -> str:
         """One line for status output (paths and ARNs, never the password)."""
-        return f"IAM Roles Anywhere (certificate {self.certificate}, role {self.role_arn})"
+        from .sources import describe
+
+        shown = describe(self.certificate) if self.certificate else None
+        return f"IAM Roles Anywhere (certificate {shown}, role {self.role_arn})"
 
     def client(self, *, environ: Mapping[str, str] | None = None) -> RolesAnywhereClient:
         """A :class:`~rolesanywhere.client.RolesAnywhereClient` over an
@@ -260,13 +262,6 @@ def credential_source_for_identity(
 # --- credential_process as a subprocess -----------------------------------------------------------
 
 
-def _one_line(text: str) -> str:
-    line = " ".join(_CONTROL.sub(" ", text).split())
-    if len(line) > _LAST_LINE_LIMIT:
-        line = line[: _LAST_LINE_LIMIT - 3] + "..."
-    return line
-
-
 def _parse_expiration(raw: object, prog: str) -> datetime | None:
     if raw is None or raw == "":
         return None
@@ -282,7 +277,7 @@ def _parse_expiration(raw: object, prog: str) -> datetime | None:
         when = datetime.fromisoformat(text)
     except ValueError:
         raise CredentialProcessError(
-            f"credential_process {prog} printed Expiration {_one_line(raw)[:40]!r}, which is "
+            f"credential_process {prog} printed Expiration '{safe_text(raw, 40)}', which is "
             'not an RFC 3339 time: expected e.g. "2026-11-27T05:00:00Z"'
         ) from None
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when
@@ -370,7 +365,7 @@ class ProcessCredentialSource:
     def __call__(self) -> Credentials:
         status, stdout, stderr = self._run()
         lines = [
-            _one_line(line)
+            safe_text(line, _LAST_LINE_LIMIT)
             for line in stderr.decode("utf-8", "replace").splitlines()
             if line.strip()
         ]

@@ -37,6 +37,23 @@ _UNSUPPORTED_FLAGS = {
 }
 
 
+#: Longest error message printed (messages are built to be much shorter).
+_MESSAGE_LIMIT = 2000
+
+
+def _shown(exc: BaseException) -> str:
+    """An error message as printed: one line, terminal controls escaped, and any PEM block (a
+    key pasted where a path or a choice was expected, which argparse echoes) left out."""
+    import re
+
+    from .errors import safe_text
+
+    text = re.sub(
+        r"-----BEGIN[^\n]*?-----.*?(-----END[^\n]*?-----|$)", "<PEM text>", str(exc), flags=re.S
+    )
+    return safe_text(text, _MESSAGE_LIMIT)
+
+
 class UsageError(Exception):
     """Bad command-line usage; reported as one line, exit status 1."""
 
@@ -77,8 +94,25 @@ def _add_key_flags(add: Callable[..., object]) -> None:
 def _add_password_flag(add: Callable[..., object]) -> None:
     add(
         "--pkcs8-password",
-        help=f"password of an encrypted private key (or set {PASSWORD_ENV})",
+        help=f"password of an encrypted private key; visible to other users in ps: prefer "
+        f"setting {PASSWORD_ENV}",
     )
+
+
+#: Printed by the long-running commands when the password came on the command line.
+PASSWORD_FLAG_WARNING = (
+    "warning: --pkcs8-password stays visible to other users in ps for as long as this command "
+    f"runs: set {PASSWORD_ENV} in the environment instead"
+)
+
+
+def _warn_password_flag(args: argparse.Namespace, stderr: TextIO) -> None:
+    if getattr(args, "pkcs8_password", None) is not None:
+        print(f"{_prog()}: {PASSWORD_FLAG_WARNING}", file=stderr, flush=True)
+
+
+def _prog() -> str:
+    return "aws_signing_helper" if sys.argv and "signing" in sys.argv[0] else "rolesanywhere"
 
 
 def _add_identity_flags(parser: argparse.ArgumentParser) -> None:
@@ -316,6 +350,7 @@ def _update(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: Tex
     from .credfile import credentials_file_path, run_update
     from .signals import stop_on_signals
 
+    _warn_password_flag(args, stderr)
     stop = threading.Event()
     with stop_on_signals(stop), _client(args, stdin, stderr) as client:
         return run_update(
@@ -362,6 +397,7 @@ def _serve(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: Text
     import os
 
     container_token = os.environ.get("AWS_CONTAINER_AUTHORIZATION_TOKEN") or None
+    _warn_password_flag(args, stderr)
     stop = threading.Event()
     with stop_on_signals(stop), _client(args, stdin, stderr) as client:
         credentials = RefreshingCredentials(client)
@@ -446,6 +482,7 @@ def _ship(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextI
     from .ship import run_ship
     from .shipconfig import from_args
 
+    _warn_password_flag(args, stderr)
     return run_ship(
         from_args(args), once=args.once, status_interval=args.status_interval, err=stderr
     )
@@ -473,7 +510,7 @@ def main(
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
-    prog = "aws_signing_helper" if sys.argv and "signing" in sys.argv[0] else "rolesanywhere"
+    prog = _prog()
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
         args = _build_parser(prog, argv).parse_args(argv)
@@ -487,17 +524,17 @@ def main(
             return 0
         return _COMMANDS[args.command](args, stdin, stdout, stderr)
     except UsageError as exc:
-        print(f"{prog}: {exc}", file=stderr)
+        print(f"{prog}: {_shown(exc)}", file=stderr)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=stderr)
     except SystemExit as exc:  # --help and friends
         return int(exc.code or 0) if isinstance(exc.code, int) else 1
-    except Exception as exc:  # one line, never a traceback
+    except Exception as exc:  # one line, never a traceback, no terminal control sequence
         from .errors import RolesAnywhereError
 
         if isinstance(exc, RolesAnywhereError):
-            print(f"{prog}: {exc}", file=stderr)
+            print(f"{prog}: {_shown(exc)}", file=stderr)
         else:
-            detail = " ".join(str(exc).split())
+            detail = _shown(exc)
             print(f"{prog}: unexpected error: {type(exc).__name__}: {detail}", file=stderr)
     return 1

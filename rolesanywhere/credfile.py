@@ -30,6 +30,7 @@ from .errors import (
     InvalidParameterError,
     RolesAnywhereError,
     ServiceError,
+    safe_text,
 )
 from .session import is_retryable_status
 
@@ -279,7 +280,11 @@ def run_update(
                 raise
             failures += 1
             delay = min(60.0, 2.0**failures)
-            print(f"update failed ({exc}); trying again in {delay:g} s", file=err, flush=True)
+            print(
+                f"update failed ({safe_text(exc)}); trying again in {delay:g} s",
+                file=err,
+                flush=True,
+            )
             if wait(delay):
                 return 0
             continue

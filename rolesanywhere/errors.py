@@ -7,6 +7,8 @@ secret access keys or session tokens).
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "AccessDeniedError",
     "CertificateValidityError",
@@ -144,3 +146,51 @@ class NetworkError(RolesAnywhereError):
 
 class RequestTimeoutError(NetworkError):
     """The endpoint did not answer within the configured timeout."""
+
+
+# --- text from elsewhere ----------------------------------------------------------------------
+
+#: How long :func:`safe_text` lets a line get by default.
+SAFE_TEXT_LIMIT = 400
+_BLANKS = re.compile(r"[ \t\n\r\f\v]+")
+
+
+def safe_text(text: object, limit: int = SAFE_TEXT_LIMIT) -> str:
+    """Text from a server, a subprocess or a file as one line that is safe on a terminal.
+
+    Runs of ordinary white space (newlines included) become one space; every other character
+    that is not printable (C0 and C1 controls, DEL, bidi overrides, lone surrogates…) becomes a
+    ``\\xNN``, ``\\uNNNN`` or ``\\UNNNNNNNN`` escape, so no escape sequence reaches the
+    terminal. The result is at most ``limit`` characters, ending in "…" when cut. ``bytes`` are
+    read as UTF-8 (bad bytes replaced).
+    """
+    head = limit * 4 + 4  # only the head can be shown: bound the work on a large body
+    if isinstance(text, bytes | bytearray | memoryview):
+        cut = len(text) > head
+        text = bytes(text[:head]).decode("utf-8", "replace")
+    else:
+        text = text if isinstance(text, str) else str(text)
+        cut = len(text) > head
+    line = _BLANKS.sub(" ", text[:head]).strip(" ") + ("…" if cut else "")
+    if line.isprintable():
+        return line if len(line) <= limit else line[: limit - 1] + "…"
+    out: list[str] = []
+    size = 0
+    for ch in line:
+        piece = ch if ch.isprintable() else _escape(ord(ch))
+        if size + len(piece) > limit:
+            while out and size > limit - 1:
+                size -= len(out.pop())
+            out.append("…")
+            break
+        out.append(piece)
+        size += len(piece)
+    return "".join(out)
+
+
+def _escape(code: int) -> str:
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"

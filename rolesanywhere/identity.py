@@ -780,7 +780,7 @@ def _source_name(spec: object) -> str:
         return "<bytes>"
     if isinstance(spec, str | os.PathLike):
         path = file_path(spec)
-        return str(path) if path is not None else str(spec)
+        return str(path) if path is not None else describe(str(spec))
     return "<certificate>"
 
 
@@ -990,7 +990,7 @@ class IdentityLoader:
         for path in self._paths:
             try:
                 st = os.stat(path)
-            except OSError:
+            except (OSError, ValueError):
                 stamps.append(None)
             else:
                 stamps.append((st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size))

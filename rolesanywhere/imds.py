@@ -24,8 +24,10 @@ serves empty ones with status 200), and only without any is the answer a 500.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import re
 import secrets
 import threading
 import time
@@ -43,6 +45,7 @@ __all__ = [
     "CONTAINER_PATH",
     "MAX_TOKEN_TTL",
     "ImdsCore",
+    "host_allowed",
     "make_server",
     "role_name_from_arn",
     "serve",
@@ -57,6 +60,14 @@ _CREDENTIALS_PATH = "/latest/meta-data/iam/security-credentials/"
 _TTL_HEADER = "x-aws-ec2-metadata-token-ttl-seconds"
 _TOKEN_HEADER = "x-aws-ec2-metadata-token"  # noqa: S105 - a header name
 _MAX_TOKENS = 10_000
+_DIGITS = re.compile(r"[0-9]{1,9}")
+#: Largest request body read (IMDS requests have none); a larger one gets 413.
+MAX_BODY = 65536
+#: Seconds a connection may stay silent (idle between requests, or mid-request) before it is
+#: closed, so slow or abandoned connections do not hold threads.
+IDLE_TIMEOUT = 5.0
+#: Connections the kernel queues while all handlers are busy.
+BACKLOG = 128
 #: Where ``serve`` answers as a container credentials endpoint
 #: (``AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:9911/credentials``).
 CONTAINER_PATH = "/credentials"
@@ -64,6 +75,40 @@ CONTAINER_PATH = "/credentials"
 
 def _text(status: int, text: str, *headers: tuple[str, str]) -> Response:
     return Response(status, (("Content-Type", "text/plain"), *headers), text.encode())
+
+
+def host_allowed(host: str) -> bool:
+    """Whether a ``Host`` header names this machine: ``localhost``, an address of
+    127.0.0.0/8 or ``[::1]``, with or without a port.
+
+    Anything else is refused: a web page that rebinds its own name to 127.0.0.1 (DNS rebinding)
+    sends its name, and must not get a token or credentials.
+    """
+    host = host.strip().lower()
+    if host.startswith("["):
+        name, sep, rest = host[1:].partition("]")
+        if not sep or (rest and not _port_ok(rest)):
+            return False
+        try:
+            address6 = ipaddress.IPv6Address(name)
+        except ValueError:
+            return False
+        mapped = address6.ipv4_mapped
+        return address6.is_loopback or (mapped is not None and mapped.is_loopback)
+    name, colon, port = host.partition(":")
+    if colon and not _port_ok(":" + port):
+        return False
+    if name in ("localhost", "localhost."):
+        return True
+    try:
+        address = ipaddress.IPv4Address(name)
+    except ValueError:
+        return False
+    return address.is_loopback
+
+
+def _port_ok(text: str) -> bool:
+    return text[:1] == ":" and bool(re.fullmatch(r"[0-9]{1,5}", text[1:]))
 
 
 def role_name_from_arn(role_arn: str) -> str:
@@ -121,7 +166,7 @@ class ImdsCore:
         if "x-forwarded-for" in headers:
             return _text(400, "Bad Request: forwarded requests are refused")
         raw = headers.get(_TTL_HEADER, "").strip()
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_TOKEN_TTL:
+        if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= MAX_TOKEN_TTL:
             return _text(400, f"Bad Request: {_TTL_HEADER} must be 1 to {MAX_TOKEN_TTL}")
         ttl = int(raw)
         token = secrets.token_urlsafe(32)
@@ -189,9 +234,49 @@ class ImdsCore:
         )
 
 
-def make_server(core: ImdsCore, *, port: int = 9911, hop_limit: int = 64) -> ThreadingHTTPServer:
+def _framing_problem(headers: Any) -> tuple[Response, int] | None:
+    """The answer to a request whose body cannot be read safely, else ``None`` and the
+    body length (in the second item)."""
+    if headers.get_all("Transfer-Encoding"):
+        return _text(501, "Not Implemented: Transfer-Encoding"), 0
+    values = headers.get_all("Content-Length") or []
+    if not values:
+        return None
+    if len(set(values)) != 1 or not _DIGITS.fullmatch(values[0].strip()):
+        return _text(400, "Bad Request: malformed Content-Length"), 0
+    length = int(values[0])
+    if length > MAX_BODY:
+        return _text(413, f"Content Too Large: at most {MAX_BODY} bytes"), 0
+    return None
+
+
+def _check_request(headers: Any, http_10: bool) -> tuple[Response | None, int]:
+    """(An error answer or ``None``, the body length to read)."""
+    hosts = headers.get_all("Host") or []
+    if len(hosts) > 1 or (not hosts and not http_10):
+        return _text(400, "Bad Request: one Host header needed"), 0
+    if hosts and not host_allowed(hosts[0]):
+        return _text(400, "Bad Request: Host must be 127.0.0.1, localhost or [::1]"), 0
+    problem = _framing_problem(headers)
+    if problem is not None:
+        return problem
+    return None, int((headers.get("Content-Length") or "0").strip())
+
+
+def make_server(
+    core: ImdsCore,
+    *,
+    port: int = 9911,
+    hop_limit: int = 64,
+    idle_timeout: float = IDLE_TIMEOUT,
+) -> ThreadingHTTPServer:
     """A threaded HTTP server for ``core``, bound to 127.0.0.1:``port`` (0: any free port),
-    whose accepted connections send with IP TTL ``hop_limit``. :func:`serve` runs it."""
+    whose accepted connections send with IP TTL ``hop_limit``. :func:`serve` runs it.
+
+    Only requests whose ``Host`` names this machine (:func:`host_allowed`) are answered;
+    others get 400. A connection silent for ``idle_timeout`` seconds is closed; a body larger
+    than :data:`MAX_BODY` gets 413, a malformed ``Content-Length`` 400, and the connection is
+    closed after either."""
     import socket
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -199,17 +284,27 @@ def make_server(core: ImdsCore, *, port: int = 9911, hop_limit: int = 64) -> Thr
         protocol_version = "HTTP/1.1"
         server_version = "rolesanywhere-imds"
         sys_version = ""
+        timeout = idle_timeout
 
         def _answer(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(min(length, 65536))
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            answer = core.handle(self.command, self.path, headers)
+            answer, length = _check_request(self.headers, self.request_version == "HTTP/1.0")
+            if answer is not None:
+                self.close_connection = True
+            else:
+                if length:
+                    self.rfile.read(length)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                try:
+                    answer = core.handle(self.command, self.path, headers)
+                except Exception:
+                    logger.exception("cannot answer %s %s", self.command, self.path)
+                    answer = _text(500, "Internal Server Error")
             self.send_response(answer.status)
             for name, value in answer.headers:
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(answer.body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(answer.body)
 
@@ -221,6 +316,7 @@ def make_server(core: ImdsCore, *, port: int = 9911, hop_limit: int = 64) -> Thr
     class Server(ThreadingHTTPServer):
         daemon_threads = True
         allow_reuse_address = True
+        request_queue_size = BACKLOG
 
         def get_request(self) -> tuple[socket.socket, Any]:
             conn, address = super().get_request()
@@ -237,12 +333,14 @@ def serve(
     hop_limit: int = 64,
     ready: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
+    idle_timeout: float = IDLE_TIMEOUT,
 ) -> None:
     """Serve ``core`` on 127.0.0.1:``port`` (0: any free port) until ``stop`` is set.
 
     ``ready(port)`` is called once the socket listens. Answers leave with IP TTL ``hop_limit``.
+    Requests are checked as :func:`make_server` says (``Host``, body size, ``idle_timeout``).
     """
-    server = make_server(core, port=port, hop_limit=hop_limit)
+    server = make_server(core, port=port, hop_limit=hop_limit, idle_timeout=idle_timeout)
     try:
         if ready is not None:
             ready(server.server_address[1])

@@ -46,7 +46,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeAlias, TypeVar, Union
 
 from .credentials import Credentials
-from .errors import CredentialsError
+from .errors import CredentialsError, safe_text
 
 if TYPE_CHECKING:
     import asyncio
@@ -118,11 +118,11 @@ def _is_async_callable(fn: object) -> bool:
 
 def _describe(exc: BaseException, hide: tuple[str | None, ...]) -> str:
     """``Type: message`` on one line, with any known secret blanked out."""
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    text = f"{type(exc).__name__}: {exc}"
     for secret in hide:
         if secret:
             text = text.replace(secret, "<redacted>")
-    return text[:300]
+    return safe_text(text, 300)
 
 
 async def _await(awaitable: Awaitable[_T]) -> _T:

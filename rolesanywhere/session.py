@@ -31,6 +31,7 @@ from .errors import (
     ServiceError,
     ServiceValidationError,
     ThrottlingError,
+    safe_text,
 )
 from .values import Value
 
@@ -339,7 +340,9 @@ _STATUS_CLASSES: Mapping[int, type[ServiceError]] = {
     404: ResourceNotFoundError,
     429: ThrottlingError,
 }
+#: Longest service message, and error type or request id, an exception carries (escaped).
 _MAX_MESSAGE = 400
+_MAX_NAME = 100
 
 
 def is_retryable_status(status: int) -> bool:
@@ -350,11 +353,6 @@ def is_retryable_status(status: int) -> bool:
 def _lower_keys(headers: Mapping[str, str] | Sequence[tuple[str, str]]) -> dict[str, str]:
     items = headers.items() if isinstance(headers, Mapping) else headers
     return {k.lower(): v for k, v in items}
-
-
-def _one_line(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
 
 
 def service_error(
@@ -379,10 +377,10 @@ def service_error(
         message = body.decode("utf-8", "replace")
     cls = _ERROR_CLASSES.get(error_type or "") or _STATUS_CLASSES.get(status) or ServiceError
     return cls(
-        _one_line(message) or f"HTTP {status} with no message",
+        safe_text(message, _MAX_MESSAGE) or f"HTTP {status} with no message",
         status=status,
-        error_type=error_type,
-        request_id=lowered.get("x-amzn-requestid"),
+        error_type=safe_text(error_type, _MAX_NAME) if error_type else None,
+        request_id=safe_text(lowered.get("x-amzn-requestid") or "", _MAX_NAME) or None,
     )
 
 

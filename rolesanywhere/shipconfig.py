@@ -1689,7 +1689,8 @@ def _add_credential_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--pkcs8-password",
         metavar="PASSWORD",
-        help=f"password of an encrypted private key (or set {PASSWORD_ENV})",
+        help=f"password of an encrypted private key; visible to other users in ps: prefer "
+        f"setting {PASSWORD_ENV}",
     )
     add("--timeout", type=float, default=None, help=argparse.SUPPRESS)
     for dest, flag in _UNSUPPORTED_FLAGS.items():

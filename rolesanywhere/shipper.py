@@ -95,7 +95,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from .auth import SigV4Auth, region_from_host
-from .errors import InvalidParameterError, RolesAnywhereError
+from .errors import InvalidParameterError, RolesAnywhereError, safe_text
 from .retry import RetryPolicy
 from .transport import USER_AGENT, aexchange, exchange, resolve_verify
 
@@ -665,10 +665,6 @@ _Action = _Send | _Sleep | _Quarantine
 _Flow = Generator[_Action, Any, None]
 
 
-def _one_line(text: str, limit: int = _DETAIL_CHARS) -> str:
-    return " ".join(text.split())[:limit]
-
-
 def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -1193,7 +1189,9 @@ class _ShellBase:
         detail = ""
         if not 200 <= status < 300:
             try:
-                detail = _one_line(body.decode(response.encoding or "utf-8", "replace"))
+                detail = safe_text(
+                    body.decode(response.encoding or "utf-8", "replace"), _DETAIL_CHARS
+                )
             except Exception:
                 detail = ""
         answer = _Answer(status, "http", detail, _retry_after(response.headers.get("retry-after")))
@@ -1227,7 +1225,7 @@ class _ShellBase:
             kind = "credentials"  # the credential source failed; its messages hold no secret
         else:
             kind = "error"
-        text = _one_line(str(exc))
+        text = safe_text(exc, _DETAIL_CHARS)
         return _Answer(0, kind, f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
     def _dead_letter_write(self, action: _Quarantine) -> bool:

@@ -28,6 +28,10 @@ _ENV_PREFIX = "env:"
 _PEM_MARK = b"-----BEGIN "
 _B64 = re.compile(rb"[A-Za-z0-9+/_-]+={0,2}")
 _URLSAFE_TO_STD = bytes.maketrans(b"-_", b"+/")
+#: Longer than any path a system takes (Linux PATH_MAX is 4096).
+_MAX_PATH = 4096
+#: How messages name a string that is not a path (it may be a key: never echoed).
+NOT_A_PATH = "<text>"
 
 _stdin_lock = threading.Lock()
 _stdin_data: bytes | None = None
@@ -54,17 +58,51 @@ class Source(Value):
 
 
 def describe(name: str) -> str:
-    """How a source name reads in a message (``-`` becomes ``stdin``)."""
-    return "stdin" if name == STDIN else name
+    """How a source name reads in a message (``-`` becomes ``stdin``; text that cannot be a
+    path, such as PEM, becomes ``<text>``: it is never echoed)."""
+    if name == STDIN:
+        return "stdin"
+    return NOT_A_PATH if not_a_path(name) else name
+
+
+def not_a_path(text: str) -> str | None:
+    """Why ``text``, given where a path was expected, cannot be one, or ``None``.
+
+    Such text (PEM pasted in place of a path, say) may be a secret: messages never echo it.
+    """
+    if "-----BEGIN" in text:
+        return "looks like PEM text, not a path"
+    if not text.isprintable():
+        return "holds line breaks or control characters, so it is not a path"
+    if len(text) > _MAX_PATH:
+        return f"is {len(text)} characters long, too long for a path"
+    return None
+
+
+def _check_path_text(spec: SourceSpec, what: str) -> None:
+    if isinstance(spec, bytes | bytearray | memoryview):
+        return
+    text = os.fspath(spec)
+    problem = not_a_path(text) if isinstance(text, str) else None
+    if problem is not None:
+        raise SourceError(
+            f"the {what} argument {problem}: pass the path to the {what} file, or env:NAME, "
+            "or - for stdin (from Python, PEM content goes in as bytes)",
+            source=NOT_A_PATH,
+        )
 
 
 def file_path(spec: SourceSpec) -> Path | None:
-    """The file a spec names (``~`` expanded), or ``None`` for bytes, stdin and ``env:``."""
+    """The file a spec names (``~`` expanded), or ``None`` for bytes, stdin and ``env:``, and
+    for text that cannot be a path (see :func:`not_a_path`)."""
     if isinstance(spec, bytes | bytearray | memoryview):
         return None
     if isinstance(spec, str) and (spec == STDIN or spec.startswith(_ENV_PREFIX) or not spec):
         return None
-    return Path(os.fspath(spec)).expanduser()
+    text = os.fspath(spec)
+    if isinstance(text, str) and not_a_path(text):
+        return None
+    return Path(text).expanduser()
 
 
 def read_source(spec: SourceSpec, *, what: str) -> Source:
@@ -77,9 +115,10 @@ def read_source(spec: SourceSpec, *, what: str) -> Source:
         if not data:
             raise SourceError(f"{what} bytes are empty: pass the {what} content", source="<bytes>")
         return Source(data, "<bytes>")
+    if isinstance(spec, str) and not spec.strip():
+        raise SourceError(f"no {what} given: pass a path, env:NAME or - for stdin")
+    _check_path_text(spec, what)
     if isinstance(spec, str):
-        if not spec.strip():
-            raise SourceError(f"no {what} given: pass a path, env:NAME or - for stdin")
         if spec == STDIN:
             return Source(_read_stdin(what), STDIN)
         if spec.startswith(_ENV_PREFIX):

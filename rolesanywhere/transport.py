@@ -107,7 +107,9 @@ def resolve_verify(
 
 
 def _detail(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    from .errors import safe_text
+
+    text = safe_text(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
