@@ -78,7 +78,8 @@ def run_demo(out: TextIO, *, key_type: str = "ec-p256") -> int:
         chain_path.write_bytes(pki.intermediate.cert_pem())
         say(
             f"1. PKI        root CA and intermediate CA made; client certificate ({key_type}, "
-            f"serial {leaf.certificate.serial_number}) written to {folder}"
+            f"serial {leaf.certificate.serial_number}) written to a temporary folder "
+            "(removed when the demo ends)"
         )
 
         with (
