@@ -86,6 +86,10 @@ def _parse_generic(text: object, *, what: str, kind: str, template: str) -> Arn:
 
     if not stripped:
         raise fail("it is empty")
+    if stripped != text and kind:
+        # The service trims the ARN it reports, so a stray space or newline (a quoted shell
+        # variable, a CRLF config file) would come back as a puzzling 404 for the trimmed ARN.
+        raise fail("it has whitespace around it: remove the spaces or line break")
     if _CONTROL.search(stripped) or any(ch.isspace() for ch in stripped):
         raise fail("it contains whitespace or control characters")
     fields = stripped.split(":", 5)
@@ -207,9 +211,9 @@ def resolve_region(
     *,
     role_arn: Arn | None = None,
 ) -> str:
-    """The region to call: ``region`` when given (a FIPS microformat is kept), else the trust
-    anchor's. The trust anchor and profile must share a region, and every ARN (the role's too,
-    when given) and the region must share a partition."""
+    """The region to call: ``region`` when given (it must be the trust anchor's region; a FIPS
+    microformat is kept), else the trust anchor's. The trust anchor and profile must share a
+    region, and every ARN (the role's too, when given) and the region must share a partition."""
     if trust_anchor_arn.partition != profile_arn.partition:
         raise InvalidParameterError(
             f"--trust-anchor-arn is in partition {trust_anchor_arn.partition} but --profile-arn "
@@ -232,5 +236,12 @@ def resolve_region(
         raise InvalidParameterError(
             f"--region {show(chosen)} is in partition {partition} but --trust-anchor-arn is in "
             f"{trust_anchor_arn.partition}: pass a region of the ARNs' partition"
+        )
+    if split_fips_region(chosen)[0] != trust_anchor_arn.region:
+        # The service only knows a trust anchor in its own region: it would refuse the call.
+        raise InvalidParameterError(
+            f"--region {show(chosen)} disagrees with --trust-anchor-arn, which is in region "
+            f"{show(trust_anchor_arn.region)}: drop --region, or pass "
+            f"--region {trust_anchor_arn.region} (or its FIPS form)"
         )
     return chosen

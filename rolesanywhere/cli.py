@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NoReturn, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
+
+from .errors import RolesAnywhereError
 
 if TYPE_CHECKING:
     from .client import RolesAnywhereClient
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 PASSWORD_ENV = "ROLESANYWHERE_PKCS8_PASSWORD"  # noqa: S105 - a variable name
+#: Longest private key password accepted (from the flag, the variable or the terminal), in bytes.
+MAX_PASSWORD_BYTES = 1024
 
 #: Go helper flags this version parses but does not implement yet (hardware and OS stores).
 _UNSUPPORTED_FLAGS = {
@@ -54,13 +58,34 @@ def _shown(exc: BaseException) -> str:
     return safe_text(text, _MESSAGE_LIMIT)
 
 
-class UsageError(Exception):
+class UsageError(RolesAnywhereError):
     """Bad command-line usage; reported as one line, exit status 1."""
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations: "--trust" must not quietly mean "--trust-anchor-arn" (the Go helper
+        # accepts only whole flag names, and a prefix can change meaning when flags are added).
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    #: The subcommand's parser, when one is named: unknown flags are reported by the top parser.
+    command: argparse.ArgumentParser | None = None
+
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see '{self.prog} --help')")
+        prog = self.prog
+        if message.startswith("unrecognized arguments") and self.command is not None:
+            prog = self.command.prog
+            known = [f for a in self.command._actions for f in a.option_strings]
+            for word in message.partition(":")[2].split():
+                name = word.partition("=")[0]
+                matches = [f for f in known if name.startswith("--") and f.startswith(name)]
+                if matches:
+                    message += (
+                        f": flags are not abbreviated, did you mean {' or '.join(matches[:3])}?"
+                    )
+                    break
+        raise UsageError(f"{message} (see '{prog} --help')")
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -132,7 +157,13 @@ def _add_identity_flags(parser: argparse.ArgumentParser) -> None:
     add("--debug", action="store_true", help="print the canonical request and headers to stderr")
     _add_password_flag(add)
     _add_unsupported_flags(add, list(_UNSUPPORTED_FLAGS))
-    add("--timeout", type=float, default=30.0, help=argparse.SUPPRESS)
+    add(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds the whole call may take, retries included (default 30)",
+    )
 
 
 def _add_update_flags(parser: argparse.ArgumentParser) -> None:
@@ -169,7 +200,14 @@ def _add_read_certificate_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_demo_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--key-type", default="ec-p256", help="leaf key type (default ec-p256)")
+    from .testing.pki import KEY_TYPES
+
+    parser.add_argument(
+        "--key-type",
+        default="ec-p256",
+        choices=KEY_TYPES,
+        help=f"leaf key type: {', '.join(KEY_TYPES)} (default ec-p256)",
+    )
 
 
 def _add_ship_flags(parser: argparse.ArgumentParser) -> None:
@@ -220,6 +258,11 @@ _SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None] | N
 }
 
 
+def _wanted(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is not a flag)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def _build_parser(prog: str, argv: Sequence[str]) -> _Parser:
     parser = _Parser(
         prog=prog,
@@ -228,20 +271,89 @@ def _build_parser(prog: str, argv: Sequence[str]) -> _Parser:
         "(IAM Roles Anywhere); a drop-in for aws_signing_helper.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    wanted = next((a for a in argv if not a.startswith("-")), None)
+    wanted = _wanted(argv)
     for name, (text, add_flags) in _SUBCOMMANDS.items():
-        command = sub.add_parser(name, help=text, formatter_class=_Formatter)
+        command = sub.add_parser(name, help=text, description=text, formatter_class=_Formatter)
         if add_flags is not None and name == wanted:
             add_flags(command)
+        if name == wanted:
+            parser.command = command
     return parser
+
+
+#: What Go's ``strconv.ParseBool`` accepts, as the Go helper's ``--flag=VALUE`` does.
+_GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+def _switches(parser: argparse.ArgumentParser, command: str | None) -> dict[str, str | None]:
+    """The boolean flags of ``command``: flag -> the flag that turns it off (``None``: none)."""
+    found: dict[str, str | None] = {}
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction) or command is None:
+            continue
+        sub = action.choices.get(command)
+        for flag_action in sub._actions if sub is not None else ():
+            flags = [f for f in flag_action.option_strings if f.startswith("--")]
+            if isinstance(flag_action, argparse.BooleanOptionalAction):
+                on = next((f for f in flags if not f.startswith("--no-")), None)
+                off = next((f for f in flags if f.startswith("--no-")), None)
+                if on and off:
+                    found[on], found[off] = off, on
+            elif isinstance(flag_action, argparse._StoreConstAction) and isinstance(
+                flag_action.const, bool
+            ):
+                found.update(dict.fromkeys(flags))
+    return found
+
+
+def _go_booleans(
+    parser: argparse.ArgumentParser, command: str | None, argv: list[str]
+) -> list[str]:
+    """Rewrite Go's ``--flag=true`` / ``--flag=false`` for boolean flags, as the Go helper's
+    flag package takes them: ``--debug=true`` is ``--debug``, ``--debug=false`` is its absence."""
+    switches = _switches(parser, command)
+    out: list[str] = []
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            return out + argv[index:]
+        flag, eq, value = arg.partition("=")
+        if not eq or flag not in switches:
+            out.append(arg)
+        elif value in _GO_TRUE:
+            out.append(flag)
+        elif value in _GO_FALSE:
+            off = switches[flag]
+            if off is not None:
+                out.append(off)
+        else:
+            from .endpoints import show
+
+            raise UsageError(
+                f"{flag} is a switch and takes no value but true or false, got {show(value)}: "
+                f"write {flag}, {flag}=true or {flag}=false"
+            )
+    return out
 
 
 def _password(args: argparse.Namespace) -> str | None:
     import os
 
     if args.pkcs8_password is not None:
-        return str(args.pkcs8_password)
-    return os.environ.get(PASSWORD_ENV) or None
+        return _capped_password(str(args.pkcs8_password), "--pkcs8-password")
+    return _capped_password(os.environ.get(PASSWORD_ENV) or None, PASSWORD_ENV)
+
+
+def _capped_password(password: str | None, where: str) -> str | None:
+    if password is not None and len(password.encode("utf-8", "surrogateescape")) > (
+        MAX_PASSWORD_BYTES
+    ):
+        # Never echo it: it is a secret (or a file's content pasted by mistake).
+        raise UsageError(
+            f"the password from {where} is longer than {MAX_PASSWORD_BYTES} bytes: "
+            "pass the private key's password itself, not a file's content"
+        )
+    return password
 
 
 def _refuse_unsupported(args: argparse.Namespace) -> None:
@@ -291,7 +403,8 @@ def _with_password(
             raise
         import getpass
 
-        return load(getpass.getpass("Private key password: ", stream=stderr))
+        typed = getpass.getpass("Private key password: ", stream=stderr)
+        return load(_capped_password(typed, "the terminal"))
 
 
 def _client(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> RolesAnywhereClient:
@@ -310,6 +423,13 @@ def _client(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> RolesAny
                 self.loader = _identity_loader(args, stdin, stderr)
             return self.loader.get()
 
+    import math
+
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise UsageError(
+            f"--timeout must be a positive number of seconds, not {args.timeout:g}: "
+            "pass e.g. --timeout 30"
+        )
     verify = resolve_verify(not args.no_verify_ssl)
     # One request per run: our small HTTP/1.1 client starts faster than httpx; proxies need httpx.
     transport = None if args.with_proxy else StdlibTransport(verify=verify)
@@ -499,6 +619,23 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO, TextIO], int]
 }
 
 
+def _discard_output(stream: TextIO) -> None:
+    """Point ``stream``'s file descriptor at /dev/null (what is still buffered goes nowhere)."""
+    import os
+
+    try:
+        fd = stream.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):
+        return
+    try:
+        os.dup2(null, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(null)
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -513,7 +650,8 @@ def main(
     prog = _prog()
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
-        args = _build_parser(prog, argv).parse_args(argv)
+        parser = _build_parser(prog, argv)
+        args = parser.parse_args(_go_booleans(parser, _wanted(argv), argv))
         if args.command == "version":
             from . import __version__
 
@@ -527,6 +665,11 @@ def main(
         print(f"{prog}: {_shown(exc)}", file=stderr)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=stderr)
+    except BrokenPipeError:
+        # The reader went away (``| head -3``): stop, and keep Python from failing again when it
+        # flushes the dead stdout at exit.
+        _discard_output(stdout)
+        print(f"{prog}: output stopped: standard output was closed by its reader", file=stderr)
     except SystemExit as exc:  # --help and friends
         return int(exc.code or 0) if isinstance(exc.code, int) else 1
     except Exception as exc:  # one line, never a traceback, no terminal control sequence

@@ -17,7 +17,13 @@ from typing import Generic, Protocol, Self, TypeVar
 
 from .credentials import Credentials
 from .endpoints import Endpoint, resolve_endpoint
-from .errors import NetworkError, RequestTimeoutError, RolesAnywhereError
+from .errors import (
+    InvalidArgumentTypeError,
+    InvalidParameterError,
+    NetworkError,
+    RequestTimeoutError,
+    RolesAnywhereError,
+)
 from .identity import Identity
 from .retry import RetryPolicy
 from .session import (
@@ -183,10 +189,10 @@ def _session_flow(config: ClientConfig) -> _Flow:
         elif outcome.timed_out:
             last_error = RequestTimeoutError(
                 f"{config.endpoint.url} did not answer within {remaining:.3g} s "
-                f"(attempt {attempt}): check the endpoint, or raise the timeout"
+                f"(attempt {attempt}): check the endpoint, or raise {_TIMEOUT_FIX}"
             )
         else:
-            last_error = NetworkError(f"cannot reach {config.endpoint.url}: {outcome}")
+            last_error = NetworkError(_failure_message(config.endpoint.url, outcome))
         if config.debug is not None:
             config.debug(f"---- attempt {attempt} failed: {last_error} ----")
         if attempt == policy.max_attempts:
@@ -203,9 +209,17 @@ def _session_flow(config: ClientConfig) -> _Flow:
     ):
         last_error = RequestTimeoutError(
             f"no answer from {config.endpoint.url} within {config.timeout:g} s: "
-            "check the endpoint, or raise the timeout"
+            f"check the endpoint, or raise {_TIMEOUT_FIX}"
         )
     raise last_error
+
+
+_TIMEOUT_FIX = "--timeout (timeout= in Python)"
+
+
+def _failure_message(url: str, failure: TransportFailure) -> str:
+    text = f"{'unusable answer from' if failure.reached else 'cannot reach'} {url}: {failure}"
+    return f"{text}: {failure.hint}" if failure.hint else text
 
 
 _T = TypeVar("_T")
@@ -235,6 +249,9 @@ class _ClientBase(Generic[_T]):
         debug: Callable[[str], None] | None = None,
         transport: _T | None = None,
     ) -> None:
+        _check_identity(identity)
+        _check_seconds("timeout", timeout)
+        _check_seconds("connect_timeout", connect_timeout)
         self._transport = transport
         params = SessionParams(
             trust_anchor_arn=trust_anchor_arn,
@@ -265,6 +282,30 @@ class _ClientBase(Generic[_T]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(endpoint={self.config.endpoint.url!r})"
+
+
+def _check_identity(identity: object) -> None:
+    if isinstance(identity, Identity) or callable(getattr(identity, "get", None)):
+        return
+    raise InvalidArgumentTypeError(
+        "identity must be an Identity, an IdentityLoader or an object whose get() returns an "
+        f"Identity, not {type(identity).__name__}: load one with Identity.load(...) or "
+        "IdentityLoader(...)"
+    )
+
+
+def _check_seconds(name: str, value: object) -> None:
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgumentTypeError(
+            f"{name} must be a number of seconds, not {type(value).__name__}"
+        )
+    if not (math.isfinite(value) and value > 0):
+        raise InvalidParameterError(
+            f"{name} must be a positive, finite number of seconds, got {value!r}: pass e.g. "
+            f"{name}=30"
+        )
 
 
 def _drive_sync(flow: _Flow, transport: SyncTransport, counter: list[int]) -> Credentials:

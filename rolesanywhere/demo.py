@@ -78,7 +78,8 @@ def run_demo(out: TextIO, *, key_type: str = "ec-p256") -> int:
         chain_path.write_bytes(pki.intermediate.cert_pem())
         say(
             f"1. PKI        root CA and intermediate CA made; client certificate ({key_type}, "
-            f"serial {leaf.certificate.serial_number}) written to {folder}"
+            f"serial {leaf.certificate.serial_number}) written to a temporary folder "
+            "(removed when the demo ends)"
         )
 
         with (
@@ -145,7 +146,9 @@ def run_demo(out: TextIO, *, key_type: str = "ec-p256") -> int:
                 "--url .../test-ingestion-path --certificate ... (the Fluent Bit replacement)"
             )
             summary = [line for line in stderr.getvalue().splitlines() if "done in" in line]
-            say(f"              {summary[-1][len('ship: ') :] if summary else stderr.getvalue()}")
+            shipped = summary[-1][len("ship: ") :] if summary else stderr.getvalue()
+            # The folder is deleted when the demo ends: do not send the reader looking for it.
+            say(f"              {shipped.replace(str(folder), '<temporary folder>')}")
             if status != 0:
                 return 1
 

@@ -15,6 +15,7 @@ __all__ = [
     "CredentialsError",
     "CredentialsFileError",
     "IdentityError",
+    "InvalidArgumentTypeError",
     "InvalidParameterError",
     "KeyMismatchError",
     "NetworkError",
@@ -33,6 +34,10 @@ __all__ = [
 
 class RolesAnywhereError(Exception):
     """Base class of every error raised by this library."""
+
+
+class InvalidArgumentTypeError(RolesAnywhereError, TypeError):
+    """An argument is of a type the function does not accept (the message names those it does)."""
 
 
 # --- identity (certificates, keys, chains) ---------------------------------------------------
@@ -88,7 +93,8 @@ class ServiceError(RolesAnywhereError):
     """The service answered with an error status.
 
     ``status`` is the HTTP status, ``error_type`` the AWS error code (``AccessDeniedException``…)
-    and ``request_id`` the ``x-amzn-RequestId`` when the service sent one.
+    and ``request_id`` the ``x-amzn-RequestId`` when the service sent one. ``hint`` says what to
+    check, when the answer tells (an untrusted certificate, a missing resource, a server fault).
     """
 
     def __init__(
@@ -98,18 +104,22 @@ class ServiceError(RolesAnywhereError):
         status: int,
         error_type: str | None = None,
         request_id: str | None = None,
+        hint: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.error_type = error_type
         self.request_id = request_id
+        self.hint = hint
 
     def __str__(self) -> str:
         kind = self.error_type or "ServiceError"
         text = f"{kind} (HTTP {self.status}): {self.message}"
         if self.request_id:
             text += f" [request id {self.request_id}]"
+        if self.hint:
+            text += f": {self.hint}"
         return text
 
 

@@ -22,6 +22,7 @@ import ssl
 import time
 from typing import TYPE_CHECKING
 
+from .errors import RolesAnywhereError
 from .values import Value
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ _TARGET_BAD = bytes(range(33)) + b"\x7f"
 _READ_SIZE = 65536
 
 
-class ProtocolError(Exception):
+class ProtocolError(RolesAnywhereError):
     """The peer's bytes are not an acceptable HTTP/1.1 response (or it hung up too early)."""
 
 

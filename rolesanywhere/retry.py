@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from .errors import InvalidParameterError
 from .values import Value
 
 __all__ = ["RetryPolicy"]
@@ -27,9 +28,14 @@ class RetryPolicy(Value):
         self, max_attempts: int = 3, base_delay: float = 0.2, max_delay: float = 5.0
     ) -> None:
         if max_attempts < 1:
-            raise ValueError("RetryPolicy.max_attempts must be at least 1")
+            raise InvalidParameterError(
+                f"RetryPolicy max_attempts must be at least 1, got {max_attempts!r}"
+            )
         if base_delay < 0 or max_delay < 0:
-            raise ValueError("RetryPolicy delays must not be negative")
+            raise InvalidParameterError(
+                "RetryPolicy base_delay and max_delay must not be negative, got "
+                f"{base_delay!r} and {max_delay!r}"
+            )
         super().__init__(max_attempts, base_delay, max_delay)
 
     def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:

@@ -381,7 +381,29 @@ def service_error(
         status=status,
         error_type=safe_text(error_type, _MAX_NAME) if error_type else None,
         request_id=safe_text(lowered.get("x-amzn-requestid") or "", _MAX_NAME) or None,
+        hint=_hint(cls, status, message),
     )
+
+
+def _hint(cls: type[ServiceError], status: int, message: str) -> str | None:
+    """What to check for an error answer, when its kind tells."""
+    if status >= 500:
+        return (
+            "the service failed on its side (the call was retried): try again later, and "
+            "if it persists check --endpoint"
+        )
+    if issubclass(cls, AccessDeniedError) and "untrusted signing certificate" in message.lower():
+        return (
+            "if an intermediate CA issued the certificate, pass its certificates with "
+            "--intermediates (intermediates= in Python); otherwise check that the trust anchor "
+            "holds the CA that issued it"
+        )
+    if issubclass(cls, ResourceNotFoundError):
+        return (
+            "check that the trust anchor, profile and role ARNs exist in that account and "
+            "region, and that --endpoint is right"
+        )
+    return None
 
 
 def parse_create_session_response(

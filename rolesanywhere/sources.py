@@ -18,13 +18,24 @@ from pathlib import Path
 from .errors import SourceError
 from .values import Value
 
-__all__ = ["STDIN", "Source", "SourceSpec", "describe", "file_path", "read_source"]
+__all__ = [
+    "MAX_SOURCE_BYTES",
+    "STDIN",
+    "Source",
+    "SourceSpec",
+    "describe",
+    "file_path",
+    "read_source",
+]
 
 SourceSpec = str | bytes | bytearray | memoryview | os.PathLike[str]
 
 #: The spec (and source name) for standard input.
 STDIN = "-"
 _ENV_PREFIX = "env:"
+#: The most a certificate, key or chain source may hold (a whole CA bundle is well under 1 MiB):
+#: ``/dev/zero`` or a runaway pipe is refused instead of read until memory runs out.
+MAX_SOURCE_BYTES = 4 << 20
 _PEM_MARK = b"-----BEGIN "
 _B64 = re.compile(rb"[A-Za-z0-9+/_-]+={0,2}")
 _URLSAFE_TO_STD = bytes.maketrans(b"-_", b"+/")
@@ -131,7 +142,8 @@ def read_source(spec: SourceSpec, *, what: str) -> Source:
 def _read_file(path: Path, what: str) -> bytes:
     name = str(path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as stream:
+            data = stream.read(MAX_SOURCE_BYTES + 1)
     except FileNotFoundError:
         raise SourceError(
             f"{what} file {name} does not exist: check the path", source=name
@@ -149,9 +161,19 @@ def _read_file(path: Path, what: str) -> bytes:
         raise SourceError(
             f"cannot read {what} file {name} ({reason}): check the path", source=name
         ) from None
+    if len(data) > MAX_SOURCE_BYTES:
+        raise _too_big(f"{what} file {name}", what, name)
     if not data.strip():
         raise SourceError(f"{what} file {name} is empty: pass the {what} file", source=name)
     return data
+
+
+def _too_big(where: str, what: str, source: str) -> SourceError:
+    return SourceError(
+        f"{where} holds more than {MAX_SOURCE_BYTES >> 20} MiB, the most a {what} source may: "
+        f"pass the {what} file itself",
+        source=source,
+    )
 
 
 def _read_env(var: str, what: str) -> Source:
@@ -167,6 +189,8 @@ def _read_env(var: str, what: str) -> Source:
         )
     if not value.strip():
         raise SourceError(f"environment variable {var} is empty: set it to the {what}", source=name)
+    if len(value) > MAX_SOURCE_BYTES:
+        raise _too_big(f"environment variable {var}", what, name)
     return Source(_decode_env_value(value), name)
 
 
@@ -199,7 +223,8 @@ def _read_stdin(what: str) -> bytes:
                 if stream is None:
                     raise OSError("no stdin")
                 buffer = getattr(stream, "buffer", None)
-                data = buffer.read() if buffer is not None else stream.read().encode()
+                cap = MAX_SOURCE_BYTES + 1
+                data = buffer.read(cap) if buffer is not None else stream.read(cap).encode()
             except (OSError, ValueError, AttributeError, UnicodeError):
                 raise SourceError(
                     f"cannot read the {what} from stdin: pipe it in or pass a file",
@@ -207,6 +232,8 @@ def _read_stdin(what: str) -> bytes:
                 ) from None
             _stdin_data = bytes(data)
         data = _stdin_data
+    if len(data) > MAX_SOURCE_BYTES:
+        raise _too_big("stdin", what, STDIN)
     if not data.strip():
         raise SourceError(f"no {what} on stdin: pipe the {what} in", source=STDIN)
     return data

@@ -25,7 +25,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from .http11 import ProtocolError, Response, fetch
+from .errors import RolesAnywhereError
+from .http11 import MAX_BODY, ProtocolError, Response, fetch
 
 if TYPE_CHECKING:
     import asyncio
@@ -61,12 +62,27 @@ MAX_RESPONSE_BYTES = 1 << 20
 Answer = Response
 
 
-class TransportFailure(Exception):
-    """No answer: ``timed_out`` tells a timeout from any other connection failure."""
+class TransportFailure(RolesAnywhereError):
+    """No usable answer: ``timed_out`` tells a timeout from any other failure.
 
-    def __init__(self, detail: str, *, timed_out: bool) -> None:
+    ``reached`` is true when the endpoint answered but its answer was unusable (too large, not
+    HTTP); ``hint`` says what to check, when the failure tells (TLS, proxy, size).
+    """
+
+    def __init__(
+        self, detail: str, *, timed_out: bool, reached: bool = False, hint: str | None = None
+    ) -> None:
         super().__init__(detail)
         self.timed_out = timed_out
+        self.reached = reached
+        self.hint = hint
+
+
+#: What to check when the TLS handshake fails.
+TLS_HINT = (
+    "check that the endpoint speaks https, and if its certificate comes from a private CA, "
+    "point AWS_CA_BUNDLE at that CA's PEM bundle"
+)
 
 
 class SyncTransport(Protocol):
@@ -113,10 +129,63 @@ def _detail(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _httpx_failure(exc: Exception) -> TransportFailure:
+def _is_tls_failure(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):  # the exception and what it wraps (httpx wraps httpcore wraps ssl)
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy httpx takes from the environment for ``url``: ``URL (from VARIABLE)``, with any
+    user name and password in it hidden; ``None`` when no proxy applies."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    bypass = getattr(urllib.request, "proxy_bypass_environment", None)  # not in typeshed
+    if not proxy or (bypass is not None and bypass(parts.hostname or "", proxies)):
+        return None
+    scheme = parts.scheme if proxies.get(parts.scheme) else "all"
+    names = (f"{scheme.upper()}_PROXY", f"{scheme}_proxy")
+    variable = next((n for n in names if os.environ.get(n)), names[0])
+    shown = urlsplit(proxy)
+    if "@" in shown.netloc:  # never show a proxy password
+        proxy = shown._replace(netloc="***@" + shown.netloc.rpartition("@")[2]).geturl()
+    return f"{proxy} (from {variable})"
+
+
+def _httpx_failure(exc: Exception, url: str, trust_env: bool) -> TransportFailure:
     import httpx
 
-    return TransportFailure(_detail(exc), timed_out=isinstance(exc, httpx.TimeoutException))
+    timed_out = isinstance(exc, httpx.TimeoutException)
+    proxy = _proxy_for(url) if trust_env else None
+    if proxy is not None and isinstance(exc, httpx.ProxyError | httpx.ConnectError):
+        return TransportFailure(
+            f"through proxy {proxy}: {_detail(exc)}",
+            timed_out=timed_out,
+            hint="check that proxy, or run without it (drop --with-proxy; "
+            "proxy_from_env=False in Python)",
+        )
+    if _is_tls_failure(exc):
+        return TransportFailure(_detail(exc), timed_out=timed_out, hint=TLS_HINT)
+    return TransportFailure(_detail(exc), timed_out=timed_out)
+
+
+def _unusable(detail: str) -> TransportFailure:
+    """The endpoint answered, but not with a usable HTTP response (too large, garbled, cut)."""
+    return TransportFailure(
+        detail,
+        timed_out=False,
+        reached=True,
+        hint="check that --endpoint (or AWS_ENDPOINT_URL…) names a Roles Anywhere endpoint",
+    )
 
 
 # --- whole-exchange deadlines on httpx ----------------------------------------------------------
@@ -379,9 +448,7 @@ class _HttpxBase(Generic[_C]):
     def _answer(outcome: tuple[httpx.Response, bytes, bool]) -> Answer:
         response, body, whole = outcome
         if not whole:
-            raise TransportFailure(
-                f"response body larger than {MAX_RESPONSE_BYTES} bytes", timed_out=False
-            )
+            raise _unusable(f"the answer is larger than {MAX_RESPONSE_BYTES >> 20} MiB")
         return Answer(response.status_code, tuple(response.headers.multi_items()), body)
 
 
@@ -401,7 +468,7 @@ class HttpxTransport(_HttpxBase["httpx.Client"]):
         try:
             outcome = exchange(self._client, built, deadline=deadline)
         except httpx.TransportError as exc:
-            raise _httpx_failure(exc) from None
+            raise _httpx_failure(exc, request.url, self._trust_env) from None
         return self._answer(outcome)
 
     def close(self) -> None:
@@ -459,7 +526,7 @@ class AsyncHttpxTransport(_HttpxBase["httpx.AsyncClient"]):
         try:
             outcome = await aexchange(client, built, deadline=deadline)
         except httpx.TransportError as exc:
-            raise _httpx_failure(exc) from None
+            raise _httpx_failure(exc, request.url, self._trust_env) from None
         return self._answer(outcome)
 
     async def aclose(self) -> None:
@@ -508,8 +575,16 @@ class StdlibTransport:
             )
         except TimeoutError as exc:
             raise TransportFailure(_detail(exc), timed_out=True) from None
-        except (OSError, ProtocolError) as exc:
+        except ssl.SSLError as exc:
+            raise TransportFailure(_detail(exc), timed_out=False, hint=TLS_HINT) from None
+        except OSError as exc:
             raise TransportFailure(_detail(exc), timed_out=False) from None
+        except ProtocolError as exc:
+            # It answered, but not with a usable HTTP response (too large, garbled, cut short).
+            too_large = "larger than" in str(exc)
+            raise _unusable(
+                f"the answer is larger than {MAX_BODY >> 20} MiB" if too_large else _detail(exc)
+            ) from None
 
     def close(self) -> None:
         return None

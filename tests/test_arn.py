@@ -271,7 +271,23 @@ def test_explicit_region_wins_and_keeps_fips_microformat() -> None:
     ep = resolve_endpoint(chosen, environ={})
     assert ep.host == "rolesanywhere-fips.us-gov-west-1.amazonaws.com"
     assert ep.signing_region == "us-gov-west-1"
-    assert resolve_region(anchor, prof, "us-gov-east-1") == "us-gov-east-1"
+    assert resolve_region(anchor, prof, "fips-us-gov-west-1") == "fips-us-gov-west-1"
+
+
+def test_explicit_region_must_be_the_trust_anchors() -> None:
+    anchor = parse_trust_anchor_arn(ta("us-gov-west-1", "aws-us-gov"))
+    prof = parse_profile_arn(profile("us-gov-west-1", "aws-us-gov"))
+    with pytest.raises(InvalidParameterError, match="disagrees with --trust-anchor-arn") as e:
+        resolve_region(anchor, prof, "us-gov-east-1")
+    assert "pass --region us-gov-west-1" in str(e.value)
+
+
+@pytest.mark.parametrize("pad", [" {}", "{} ", "{}\n", "\t{}\r\n"])
+def test_typed_parsers_refuse_surrounding_whitespace(pad: str) -> None:
+    with pytest.raises(InvalidParameterError, match="whitespace around it: remove"):
+        parse_trust_anchor_arn(pad.format(ta()))
+    with pytest.raises(InvalidParameterError, match="whitespace around it: remove"):
+        parse_role_arn(pad.format(role()))
 
 
 def test_region_mismatch_names_both() -> None:

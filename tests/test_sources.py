@@ -115,11 +115,11 @@ def test_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "locked.pem"
     path.write_bytes(PEM)
 
-    def deny(self: Path) -> bytes:
+    def deny(self: Path, *args: object, **kwargs: object) -> bytes:
         raise PermissionError(13, "Permission denied")
 
     # chmod 000 does not stop root, so refuse the read directly.
-    monkeypatch.setattr(Path, "read_bytes", deny)
+    monkeypatch.setattr(Path, "open", deny)
     with pytest.raises(SourceError) as info:
         read_source(path, what="certificate")
     assert one_line(info.value) == (
@@ -128,10 +128,10 @@ def test_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_other_os_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(self: Path) -> bytes:
+    def broken(self: Path, *args: object, **kwargs: object) -> bytes:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(Path, "read_bytes", broken)
+    monkeypatch.setattr(Path, "open", broken)
     with pytest.raises(SourceError, match=r"cannot read certificate file .*Input/output error"):
         read_source(tmp_path / "x.pem", what="certificate")
 
