@@ -38,6 +38,7 @@ from rolesanywhere.shipper import (
     Shipper,
     ShipperClosedError,
     ShipperConfig,
+    ShipperInterruptedError,
     _Core,
     _Encoder,
     _Ticket,
@@ -1236,3 +1237,35 @@ def test_a_bug_in_the_async_shipper_also_settles_the_batch(
     started = time.monotonic()
     assert asyncio.run(run()) == {"error": 10}
     assert time.monotonic() - started < 4
+
+
+def test_submit_waiting_for_room_gives_up_soon_after_stop_is_set(tmp_path: Path) -> None:
+    """``ship``'s signal handler sets ``stop``: a producer blocked behind 8 MiB of undelivered
+    events must notice it (it used to wait for room for ever while the endpoint failed)."""
+    settled: list[Any] = []
+    server = Server(decide=lambda events: 503)
+    config = make_config(tmp_path, max_pending_bytes=64 << 10, batch_bytes=16 << 10)
+    shipper = Shipper(config, transport=server.transport, on_settled=settled.extend)
+    stop = threading.Event()
+    outcome: list[BaseException | None] = []
+
+    def produce() -> None:
+        try:
+            shipper.submit(lines(20_000), "token", stop=stop)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    try:
+        time.sleep(0.3)
+        assert not outcome, "the producer must be blocked: nothing is ever delivered"
+        stop.set()
+        producer.join(timeout=2)
+        assert len(outcome) == 1 and isinstance(outcome[0], ShipperInterruptedError)
+    finally:
+        assert not shipper.close(timeout=0.2)
+    stats = shipper.stats()
+    assert settled == [] and stats.events_delivered == 0  # never settled: sent again next run
+    assert 0 < stats.events_submitted < 20_000
