@@ -41,11 +41,14 @@ Answers (PROTOCOL.md §4)
   ``refusal_breaker`` 400s in a row mean the pipeline refuses everything (a configuration
   problem): refused batches are then held and retried, not bisected, for up to ``refusal_hold``
   seconds or until a 2xx.
-- 401/403 (after ``SigV4Auth`` already re-signed once): the credentials are invalidated and the
-  request retried with backoff: credentials may come back. 408, 429, other statuses, connection
-  errors, timeouts and credential-source failures: retried with exponential backoff and full
-  jitter (``backoff_base`` doubling up to ``backoff_max``; ``Retry-After`` honoured up to that
-  cap). No limit unless ``retry_limit`` is set; a batch that exhausts it goes to the dead letter.
+- 401/403 (after ``SigV4Auth`` already re-signed once): retried with backoff. When the answer
+  says the credentials are expired or invalid, ``SigV4Auth.refresh_if_stale`` forces a refresh,
+  at most once per its ``forced_refresh_interval`` (60 s); any other 401/403 (``AccessDenied``:
+  a permission problem) keeps the credentials, so it costs no CreateSession.
+- 408, 429, other statuses, connection errors, timeouts and credential-source failures: retried
+  with exponential backoff and full jitter (``backoff_base`` doubling up to ``backoff_max``;
+  ``Retry-After`` honoured up to that cap). No limit unless ``retry_limit`` is set; a batch
+  that exhausts it goes to the dead letter.
 - Nothing is dropped silently: every event ends *delivered* or *quarantined* (a JSON line in
   ``dead_letter_path``: ``{"time", "reason", "status", "event"}``, appended, flushed and fsynced
   before the event counts as settled). Only a close that times out leaves events unsettled
@@ -1135,15 +1138,6 @@ class DeadLetterFile:
 # --- shared shell parts -------------------------------------------------------------------------
 
 
-def _akid(request: httpx.Request) -> str | None:
-    header: str = request.headers.get("authorization", "")
-    marker = "Credential="
-    at = header.find(marker)
-    if at < 0:
-        return None
-    return header[at + len(marker) :].split("/", 1)[0]
-
-
 class _ShellBase:
     """What both shells share: configuration, core, dead letters, answers and callbacks."""
 
@@ -1218,13 +1212,11 @@ class _ShellBase:
         return answer
 
     def _invalidate(self, response: httpx.Response) -> None:
-        """After a 401/403 that ``SigV4Auth`` did not fix: refresh before the next attempt."""
+        """After a 401/403 that ``SigV4Auth`` did not fix: refresh before the next attempt when
+        the answer is about the credentials, under ``SigV4Auth``'s floor (its one decision)."""
         auth = self.auth
-        if not isinstance(auth, SigV4Auth):
-            return
-        held = auth.credentials.credentials
-        if held is not None and _akid(response.request) in (None, held.access_key_id):
-            auth.credentials.invalidate(held)
+        if isinstance(auth, SigV4Auth):
+            auth.refresh_if_stale(response)
 
     @staticmethod
     def _failure(exc: BaseException) -> _Answer:
