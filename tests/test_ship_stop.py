@@ -8,9 +8,12 @@ working OpenSearch Ingestion emulator delivers every line (nothing was committed
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -108,22 +111,32 @@ def wait_exit(child: subprocess.Popen[bytes], timeout: float) -> float:
     return time.monotonic() - started
 
 
+@contextlib.contextmanager
+def endpoint_down(kind: str) -> Iterator[str]:
+    """The URL of an endpoint that answers 503 to everything, or of a closed port."""
+    if kind == "503":
+        with FaultServer("canned", raw=UNAVAILABLE) as down:
+            yield down.url + "/log/ingest"
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    yield f"http://127.0.0.1:{port}/log/ingest"  # nothing listens there now
+
+
+@pytest.mark.parametrize("kind", ["503", "closed-port"])
 def test_sigterm_with_the_endpoint_down_and_8_mib_pending_exits_within_the_bound_and_loses_nothing(
     rolesanywhere_emulator: RolesAnywhereEmulator,
     rolesanywhere_osis: OsisEmulator,
     client_files: ClientFiles,
     tmp_path: Path,
+    kind: str,
 ) -> None:
     ra, osis = rolesanywhere_emulator, rolesanywhere_osis
-    with FaultServer(
-        "canned", raw=http_response(503, b"busy", reason="Service Unavailable")
-    ) as down:
-        child, err_path, sent, state = start_blocked_ship(
-            tmp_path, ra, client_files, down.url + "/log/ingest"
-        )
+    with endpoint_down(kind) as url:
+        child, err_path, sent, state = start_blocked_ship(tmp_path, ra, client_files, url)
         child.send_signal(signal.SIGTERM)
         elapsed = wait_exit(child, DEFAULT_BOUND + 20)
-        requests = down.connections
     stderr = err_path.read_text(errors="replace")
     assert elapsed <= DEFAULT_BOUND + SLACK, f"{elapsed:.1f} s after SIGTERM: {stderr[-1500:]}"
     assert child.returncode == 0, stderr[-2000:]
@@ -137,7 +150,7 @@ def test_sigterm_with_the_endpoint_down_and_8_mib_pending_exits_within_the_bound
     result = tally(osis, sent)
     print(
         f"\n[stop] {TOTAL_LINES:,} lines ({(tmp_path / 'big.log').stat().st_size / 2**20:.1f} "
-        f"MiB), endpoint 503 ({requests} requests); SIGTERM -> exit in {elapsed:.2f} s "
+        f"MiB), endpoint {kind}; SIGTERM -> exit in {elapsed:.2f} s "
         f"(bound {DEFAULT_BOUND} s), status {child.returncode}; next run: stored "
         f"{result.stored:,}, lost {len(result.lost)}, duplicates {result.duplicates}\n  {summary}"
     )
@@ -150,9 +163,7 @@ def test_a_second_signal_exits_at_once(
     client_files: ClientFiles,
     tmp_path: Path,
 ) -> None:
-    with FaultServer(
-        "canned", raw=http_response(503, b"busy", reason="Service Unavailable")
-    ) as down:
+    with FaultServer("canned", raw=UNAVAILABLE) as down:
         # a long stop timeout: only the second signal can make this exit quickly
         child, err_path, _, _ = start_blocked_ship(
             tmp_path,
