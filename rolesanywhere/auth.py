@@ -13,8 +13,16 @@ fetch credentials (``get`` / ``aget``) and read error bodies. It serves ``httpx.
 Bodies: bytes are hashed. A streamed body is hashed incrementally when it can be replayed (a
 seekable file: it is read once for the hash, rewound, and sent); otherwise it is signed as
 ``UNSIGNED-PAYLOAD`` when ``unsigned_payload=True`` allowed it, and refused with
-:class:`UnsignableBodyError` when not. A 401 or 403 saying that the token expired or the
-signature is stale invalidates the credentials, re-signs with fresh ones and retries once.
+:class:`UnsignableBodyError` when not.
+
+A 401 or 403 saying that the credentials are expired or invalid (``ExpiredTokenException``,
+``UnrecognizedClientException``, ``InvalidSignatureException``, "The security token included in
+the request is expired", a stale signature...) invalidates them, re-signs with fresh ones and
+retries once. Any other 401/403 (``AccessDeniedException``: a permission, not the credentials)
+is returned as it is. Refreshes forced that way happen at most once per
+``forced_refresh_interval`` seconds (60): answers that keep refusing fresh credentials cost one
+CreateSession a minute, not one per request. :meth:`SigV4Auth.refresh_if_stale` is that one
+decision; the log shipper asks it too.
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import AsyncGenerator, Generator, Iterable
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import httpx
@@ -39,14 +49,27 @@ if TYPE_CHECKING:
 
 __all__ = ["SigV4Auth", "UnsignableBodyError", "region_from_host"]
 
+#: Seconds: at most one refresh forced by stale-credentials answers per this many.
+DEFAULT_FORCED_REFRESH_INTERVAL = 60.0
+
 _CHUNK = 1 << 16
-#: What a 401/403 says when the credentials, not the request, are the problem.
+#: What a 401/403 says when the credentials, not the request, are the problem: expired, or
+#: unknown to the service ("The security token included in the request is invalid").
 _STALE = re.compile(
-    rb"expiredtoken|token[^.\n]{0,40}expired|expired[^.\n]{0,40}token|signature expired"
-    rb"|request has expired|signature[^.\n]{0,20}(?:not yet current|is now earlier)",
+    rb"expiredtoken|token[^.\n]{0,40}(?:expired|invalid)|expired[^.\n]{0,40}token"
+    rb"|signature expired|request has expired"
+    rb"|signature[^.\n]{0,20}(?:not yet current|is now earlier)"
+    rb"|unrecognizedclient|invalidclienttokenid",
     re.IGNORECASE,
 )
-_STALE_TYPES = ("expiredtoken", "expiredtokenexception", "invalidsignatureexception")
+#: ``X-Amzn-ErrorType`` values saying the same (lower case).
+_STALE_TYPES = (
+    "expiredtoken",
+    "expiredtokenexception",
+    "invalidsignatureexception",
+    "unrecognizedclientexception",
+    "invalidclienttokenid",
+)
 
 
 class UnsignableBodyError(RolesAnywhereError):
@@ -89,6 +112,16 @@ def _hash_file(file: BinaryIO) -> str:
     return digest.hexdigest()
 
 
+def _akid(request: httpx.Request) -> str | None:
+    """The access key id that signed ``request`` (``None``: not SigV4-signed)."""
+    header: str = request.headers.get("authorization", "")
+    marker = "Credential="
+    at = header.find(marker)
+    if at < 0:
+        return None
+    return header[at + len(marker) :].split("/", 1)[0]
+
+
 def _says_stale(response: httpx.Response) -> bool:
     if response.status_code not in (401, 403):
         return False
@@ -101,13 +134,10 @@ def _says_stale(response: httpx.Response) -> bool:
 class _NeedCredentials:
     """Yielded by the flow when it wants credentials (the drivers fetch them)."""
 
-    __slots__ = ("stale",)
-
-    def __init__(self, stale: Credentials | None) -> None:
-        self.stale = stale
+    __slots__ = ()
 
 
-_FIRST_CREDENTIALS = _NeedCredentials(None)
+_NEED_CREDENTIALS = _NeedCredentials()
 
 
 def _header_pairs(request: httpx.Request) -> list[tuple[str, str]]:
@@ -129,6 +159,8 @@ class SigV4Auth(httpx.Auth):
     :class:`RolesAnywhereClient` / :class:`AsyncRolesAnywhereClient`, or any sync or async
     callable returning :class:`Credentials` (wrapped in a :class:`RefreshingCredentials`).
     ``region``: inferred from standard AWS and OSIS host names when omitted.
+    ``forced_refresh_interval``: at most one refresh forced by stale-credentials answers per
+    this many seconds, by ``clock`` (see :meth:`refresh_if_stale`).
     """
 
     def __init__(
@@ -145,6 +177,8 @@ class SigV4Auth(httpx.Auth):
         content_sha256: bool | None = None,
         also_sign: Iterable[str] = (),
         retry_on_stale: bool = True,
+        forced_refresh_interval: float = DEFAULT_FORCED_REFRESH_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if isinstance(credentials, RefreshingCredentials):
             self.credentials = credentials
@@ -152,6 +186,10 @@ class SigV4Auth(httpx.Auth):
             self.credentials = RefreshingCredentials(credentials)
         if not service:
             raise InvalidParameterError("SigV4Auth needs a service name, e.g. service='osis'")
+        if not forced_refresh_interval >= 0:
+            raise InvalidParameterError(
+                f"forced_refresh_interval must be 0 or more seconds, not {forced_refresh_interval}"
+            )
         self.service = service
         self.region = region
         self.unsigned_payload = unsigned_payload
@@ -160,6 +198,12 @@ class SigV4Auth(httpx.Auth):
         self.retry_on_stale = retry_on_stale
         #: How many requests were re-signed and retried after a stale-credentials answer.
         self.retries = 0
+        self.forced_refresh_interval = forced_refresh_interval
+        self._clock = clock
+        self._forced_lock = threading.Lock()
+        self._last_forced: float | None = None
+        #: How many refreshes stale-credentials answers forced.
+        self.forced_refreshes = 0
 
     @classmethod
     def from_roles_anywhere(
@@ -208,6 +252,37 @@ class SigV4Auth(httpx.Auth):
     def __repr__(self) -> str:
         return f"SigV4Auth(service={self.service!r}, region={self.region!r})"
 
+    def refresh_if_stale(self, response: httpx.Response) -> bool:
+        """Whether ``response`` (read) says the credentials that signed it are expired or
+        invalid *and* other credentials may be used now; if so, a refresh may be forced.
+
+        ``True``: send the request again, signed anew: either credentials newer than the ones
+        that signed it are already held, or they were invalidated here (the next ``get`` asks
+        the source), which happens at most once per ``forced_refresh_interval`` seconds.
+        ``False``: the answer is not about the credentials (``AccessDeniedException``, a plain
+        403...), they cannot be refreshed (static), or the floor holds (a refresh was forced
+        less than ``forced_refresh_interval`` seconds ago). The one decision for this auth's
+        own retry and for the log shipper's.
+        """
+        if not _says_stale(response):
+            return False
+        used = _akid(response.request)
+        with self._forced_lock:
+            current = self.credentials.credentials
+            if current is None:
+                return False
+            if used is not None and used != current.access_key_id:
+                return True  # replaced since that request was signed: no refresh needed
+            now = self._clock()
+            last = self._last_forced
+            if last is not None and now - last < self.forced_refresh_interval:
+                return False
+            if not self.credentials.invalidate(current):
+                return False
+            self._last_forced = now
+            self.forced_refreshes += 1
+            return True
+
     # --- the sans-I/O flow ---------------------------------------------------------------------
 
     def _payload(self, request: httpx.Request) -> tuple[str | None, BinaryIO | None, int]:
@@ -251,19 +326,19 @@ class SigV4Auth(httpx.Auth):
         self, request: httpx.Request
     ) -> Generator[_NeedCredentials | httpx.Request, Credentials | httpx.Response, None]:
         payload, file, start = self._payload(request)
-        credentials = yield _FIRST_CREDENTIALS
+        credentials = yield _NEED_CREDENTIALS
         assert isinstance(credentials, Credentials)
         self._sign(request, credentials, payload)
         response = yield request
         assert isinstance(response, httpx.Response)
-        if not (self.retry_on_stale and _says_stale(response)):
+        if not self.retry_on_stale or payload == UNSIGNED_PAYLOAD:
+            return  # (a one-shot stream was consumed by the first attempt)
+        if not self.refresh_if_stale(response):
             return
-        if payload == UNSIGNED_PAYLOAD:
-            return  # a one-shot stream was consumed by the first attempt
         if file is not None:
             file.seek(start)
         self.retries += 1
-        credentials = yield _NeedCredentials(credentials)
+        credentials = yield _NEED_CREDENTIALS
         assert isinstance(credentials, Credentials)
         self._sign(request, credentials, payload)
         yield request
@@ -278,8 +353,6 @@ class SigV4Auth(httpx.Auth):
         while True:
             sent: Credentials | httpx.Response
             if isinstance(step, _NeedCredentials):
-                if step.stale is not None:
-                    self.credentials.invalidate(step.stale)
                 sent = self.credentials.get()
             else:
                 sent = yield step
@@ -298,8 +371,6 @@ class SigV4Auth(httpx.Auth):
         while True:
             sent: Credentials | httpx.Response
             if isinstance(step, _NeedCredentials):
-                if step.stale is not None:
-                    self.credentials.invalidate(step.stale)
                 sent = await self.credentials.aget()
             else:
                 sent = yield step

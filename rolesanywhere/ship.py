@@ -7,7 +7,12 @@ and each chunk's file offsets are committed once every line of it was delivered 
 to the dead-letter file): at-least-once, with duplicates after a crash bounded by what was in
 flight. While running, a status line goes to stderr every ``status_interval`` seconds; at exit,
 a summary. ``once`` ships what is there and returns when it is all delivered, with a progress
-bar on a terminal. SIGTERM and SIGINT stop reading, flush, commit and return 0.
+bar on a terminal.
+
+SIGTERM and SIGINT stop reading (even while waiting for room behind undelivered events), go on
+delivering and committing until ``stop_timeout`` seconds (5 by default) after the signal, and
+return 0: what is still undelivered is not committed, so the next run sends it again ("left for
+the next run" in the summary). A second signal ends the process at once.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ if TYPE_CHECKING:
 __all__ = ["run_ship"]
 
 _IDLE_WAIT = 0.2
-_CLOSE_TIMEOUT = 60.0
+#: Seconds of ``stop_timeout`` kept for the teardown after delivery stops (the shipper's
+#: workers, the tailer, the credential refresher).
+_TEARDOWN = 1.0
 
 
 def _long_lines(tailer: Tailer) -> str:
@@ -105,7 +112,7 @@ def run_ship(
     """Ship until stopped (or, with ``once``, until everything there is delivered)."""
     from .auth import SigV4Auth
     from .refresh import RefreshingCredentials
-    from .shipper import Shipper, ShipperConfig
+    from .shipper import Shipper, ShipperConfig, ShipperInterruptedError
     from .tail import PositionsLostError, Tailer, TailError
 
     stop = stop or threading.Event()
@@ -158,24 +165,31 @@ def run_ship(
     chunk_bytes = max(config.batch_bytes // 4, 4096)
     progress = _Progress(err, status_interval, once, tailer.lag_bytes())
     started = time.monotonic()
-    try:
-        with stop_on_signals(stop, install_signals):
+    # The handlers stay in place until the end: a second signal during the final flush ends
+    # the process at once.
+    with stop_on_signals(stop, install_signals):
+        try:
             while not stop.is_set():
                 chunks = tailer.poll(max_bytes=chunk_bytes)
                 if chunks:
-                    shipper.submit_chunks(chunks)
+                    try:
+                        shipper.submit_chunks(chunks, stop=stop)
+                    except ShipperInterruptedError:
+                        break  # stopped while waiting for room: those chunks stay uncommitted
                 elif once:  # every file is read to its end: done once all of it is settled
                     if shipper.flush(timeout=_IDLE_WAIT) and tailer.lag_bytes() == 0:
                         break
                 else:
                     stop.wait(_IDLE_WAIT)
                 progress.tick(shipper, tailer)
-    finally:
-        settled = shipper.close(timeout=_CLOSE_TIMEOUT)
-        progress.end(shipper, tailer.lag_bytes())
-        long_lines = _long_lines(tailer)
-        tailer.close()
-        refresher.close()
+        finally:
+            # delivery goes on (and commits) until stop_timeout after the stop, then the rest
+            # is left for the next run
+            settled = shipper.close(timeout=max(0.0, config.stop_timeout - _TEARDOWN))
+            progress.end(shipper, tailer.lag_bytes())
+            long_lines = _long_lines(tailer)
+            tailer.close()
+            refresher.close()
     if tailer.db_error() is not None:
         long_lines += ", positions not saved (see above): the next run sends some lines again"
     stats = shipper.stats()

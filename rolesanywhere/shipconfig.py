@@ -33,6 +33,7 @@ Fluent Bit                               ShipConfig
 ``[SERVICE] Flush``                      ``flush_interval``
 ``[SERVICE] storage.path``               ``state_dir`` (when no tail ``DB``)
 ``[SERVICE] scheduler.cap``              ``max_backoff``
+``[SERVICE] Grace``                      ``stop_timeout``
 ``[INPUT] Name tail``: ``Path``          ``paths`` (comma-separated globs; several tail inputs
                                          are merged, their other settings must agree)
 ``Exclude_Path``                         ``exclude_paths``
@@ -87,6 +88,7 @@ Unknown keys are errors (naming the key path). Sizes are byte counts or strings 
     retry_limit = "unlimited"      # or a number of retries
     max_backoff = 60
     timeout = 30                   # seconds per request
+    stop_timeout = 5               # seconds from SIGTERM/SIGINT to exit (undelivered: next run)
     tls_verify = true
     ca_bundle = "/etc/ssl/certs/ca-bundle.crt"
     headers = { "X-Team" = "ops" }
@@ -360,6 +362,9 @@ class ShipConfig:
     max_backoff: float = 60.0
     #: Seconds one request may take.
     request_timeout: float = 30.0
+    #: Seconds from SIGTERM/SIGINT to exit: delivery goes on until then, and what is still
+    #: undelivered is left (uncommitted) for the next run.
+    stop_timeout: float = 5.0
     #: Verify the ingestion endpoint's TLS certificate.
     tls_verify: bool = True
     #: PEM bundle of CAs for the ingestion endpoint (default: the system's).
@@ -439,6 +444,7 @@ class ShipConfig:
                 "retry_limit": "unlimited" if self.retry_limit is None else self.retry_limit,
                 "max_backoff": self.max_backoff,
                 "timeout": self.request_timeout,
+                "stop_timeout": self.stop_timeout,
                 "tls_verify": self.tls_verify,
                 "ca_bundle": self.ca_bundle,
                 "headers": dict(self.headers),
@@ -827,7 +833,6 @@ _SERVICE_IGNORED = {
     "daemon": _REASON_NONE,
     "log_level": _REASON_NONE,
     "log_file": _REASON_NONE,
-    "grace": _REASON_NONE,
     "parsers_file": _REASON_PARSER,
     "plugins_file": _REASON_NONE,
     "streams_file": _REASON_NONE,
@@ -1078,6 +1083,7 @@ _SERVICE_HANDLERS: dict[str, _Handler] = {
     "flush": _simple("flush_interval", lambda e, c: parse_duration(e.value, c.what(e))),
     "storage.path": _simple("storage_path", _text),
     "scheduler.cap": _simple("max_backoff", lambda e, c: parse_duration(e.value, c.what(e))),
+    "grace": _simple("stop_timeout", lambda e, c: parse_duration(e.value, c.what(e))),
 }
 
 
@@ -1366,6 +1372,7 @@ _TOML_SCHEMA: dict[str, dict[str, tuple[str, _Convert]]] = {
         "retry_limit": ("retry_limit", _t_retry),
         "max_backoff": ("max_backoff", _t_duration),
         "timeout": ("request_timeout", _t_duration),
+        "stop_timeout": ("stop_timeout", _t_duration),
         "tls_verify": ("tls_verify", _t_bool),
         "ca_bundle": ("ca_bundle", _t_str),
         "headers": ("headers", _t_headers),
@@ -1631,6 +1638,11 @@ def add_ship_arguments(parser: argparse.ArgumentParser) -> None:
     )
     out.add_argument("--max-backoff", metavar="TIME", help="longest pause between retries")
     out.add_argument("--request-timeout", metavar="TIME", help="time limit of one request")
+    out.add_argument(
+        "--stop-timeout",
+        metavar="TIME",
+        help="time from SIGTERM/SIGINT to exit (default 5s); undelivered lines: next run",
+    )
     out.add_argument("--ca-bundle", metavar="FILE", help="CA bundle for the ingestion endpoint")
     rec = parser.add_argument_group("records")
     rec.add_argument("--path-key", metavar="NAME", help="add the file path as field NAME")
@@ -1752,6 +1764,7 @@ def _flags_layer(ns: argparse.Namespace) -> _Layer:
     parsed("retry_limit", "--retry-limit", "retry_limit", _parse_retry_limit)
     parsed("max_backoff", "--max-backoff", "max_backoff", parse_duration)
     parsed("request_timeout", "--request-timeout", "request_timeout", parse_duration)
+    parsed("stop_timeout", "--stop-timeout", "stop_timeout", parse_duration)
     plain("ca_bundle", "--ca-bundle", "ca_bundle")
     plain("path_key", "--path-key", "path_key")
     plain("host_key", "--host-key", "host_key")
@@ -1940,6 +1953,7 @@ def _build(layers: Sequence[_Layer], environ: Mapping[str, str]) -> ShipConfig:
         retry_limit=retry_limit,
         max_backoff=_positive(m, "max_backoff", 60.0, "max backoff"),
         request_timeout=_positive(m, "request_timeout", 30.0, "request timeout"),
+        stop_timeout=_positive(m, "stop_timeout", 5.0, "stop timeout", zero=True),
         tls_verify=bool(m.get("tls_verify", True)),
         ca_bundle=str(ca_bundle) if ca_bundle else None,
         headers=headers,

@@ -41,11 +41,14 @@ Answers (PROTOCOL.md §4)
   ``refusal_breaker`` 400s in a row mean the pipeline refuses everything (a configuration
   problem): refused batches are then held and retried, not bisected, for up to ``refusal_hold``
   seconds or until a 2xx.
-- 401/403 (after ``SigV4Auth`` already re-signed once): the credentials are invalidated and the
-  request retried with backoff: credentials may come back. 408, 429, other statuses, connection
-  errors, timeouts and credential-source failures: retried with exponential backoff and full
-  jitter (``backoff_base`` doubling up to ``backoff_max``; ``Retry-After`` honoured up to that
-  cap). No limit unless ``retry_limit`` is set; a batch that exhausts it goes to the dead letter.
+- 401/403 (after ``SigV4Auth`` already re-signed once): retried with backoff. When the answer
+  says the credentials are expired or invalid, ``SigV4Auth.refresh_if_stale`` forces a refresh,
+  at most once per its ``forced_refresh_interval`` (60 s); any other 401/403 (``AccessDenied``:
+  a permission problem) keeps the credentials, so it costs no CreateSession.
+- 408, 429, other statuses, connection errors, timeouts and credential-source failures: retried
+  with exponential backoff and full jitter (``backoff_base`` doubling up to ``backoff_max``;
+  ``Retry-After`` honoured up to that cap). No limit unless ``retry_limit`` is set; a batch
+  that exhausts it goes to the dead letter.
 - Nothing is dropped silently: every event ends *delivered* or *quarantined* (a JSON line in
   ``dead_letter_path``: ``{"time", "reason", "status", "event"}``, appended, flushed and fsynced
   before the event counts as settled). Only a close that times out leaves events unsettled
@@ -60,8 +63,10 @@ twice. A ticket may span batches and a batch may hold many tickets' events (runs
 at a time) or the event loop (async) and must not block for long nor call ``submit``.
 
 Back-pressure: ``submit`` blocks (awaits) while more than ``max_pending_bytes`` of encoded events
-are unsettled. ``max_in_flight`` workers send concurrently (default 2); the tailer's
-contiguous-prefix commit makes out-of-order settlement safe.
+are unsettled; ``Shipper.submit(..., stop=event)`` gives up (``ShipperInterruptedError``) soon
+after ``event`` is set, e.g. by a signal handler (an ``AsyncShipper.submit`` is cancelled).
+``max_in_flight`` workers send concurrently (default 2); the tailer's contiguous-prefix commit
+makes out-of-order settlement safe.
 
 Lifecycle: ``flush(timeout=None)`` sends partial batches at once and waits until everything
 submitted is settled *and* its callbacks have returned (``False`` on timeout). ``close(timeout=
@@ -111,6 +116,7 @@ __all__ = [
     "Shipper",
     "ShipperClosedError",
     "ShipperConfig",
+    "ShipperInterruptedError",
     "ShipperStats",
 ]
 
@@ -123,6 +129,11 @@ _SLICE_EVENTS = 2048  # events encoded per lock acquisition
 _DETAIL_CHARS = 200
 #: Seconds ``with`` waits for delivery when leaving on an exception (otherwise: until settled).
 _EXIT_ON_ERROR_TIMEOUT = 5.0
+#: Seconds between looks at ``submit``'s ``stop`` event while waiting for room.
+_STOP_POLL = 0.05
+#: Seconds ``close`` waits for each worker to end, before and after closing the connections:
+#: a worker stuck in a request is a daemon thread and is left behind.
+_JOIN_TIMEOUT = 0.5
 
 Event = bytes | bytearray | memoryview | str | Mapping[str, Any]
 """One event: a raw line or a record."""
@@ -132,6 +143,14 @@ SettleCallback = Callable[[list[Any]], object]
 
 class ShipperClosedError(RolesAnywhereError):
     """The shipper is closed (or closing): nothing more can be submitted."""
+
+
+class ShipperInterruptedError(RolesAnywhereError):
+    """``submit(..., stop=event)`` gave up waiting for room because ``event`` was set.
+
+    Not every event of that submission was queued: its token never settles (a tailer sends
+    its lines again after a restart). What was queued is still sent.
+    """
 
 
 # --- configuration --------------------------------------------------------------------------------
@@ -1116,15 +1135,6 @@ class DeadLetterFile:
 # --- shared shell parts -------------------------------------------------------------------------
 
 
-def _akid(request: httpx.Request) -> str | None:
-    header: str = request.headers.get("authorization", "")
-    marker = "Credential="
-    at = header.find(marker)
-    if at < 0:
-        return None
-    return header[at + len(marker) :].split("/", 1)[0]
-
-
 class _ShellBase:
     """What both shells share: configuration, core, dead letters, answers and callbacks."""
 
@@ -1202,13 +1212,11 @@ class _ShellBase:
         return answer
 
     def _invalidate(self, response: httpx.Response) -> None:
-        """After a 401/403 that ``SigV4Auth`` did not fix: refresh before the next attempt."""
+        """After a 401/403 that ``SigV4Auth`` did not fix: refresh before the next attempt when
+        the answer is about the credentials, under ``SigV4Auth``'s floor (its one decision)."""
         auth = self.auth
-        if not isinstance(auth, SigV4Auth):
-            return
-        held = auth.credentials.credentials
-        if held is not None and _akid(response.request) in (None, held.access_key_id):
-            auth.credentials.invalidate(held)
+        if isinstance(auth, SigV4Auth):
+            auth.refresh_if_stale(response)
 
     def _deadline(self) -> float:
         """When the post starting now must end (``request_timeout`` bounds the whole exchange:
@@ -1306,11 +1314,14 @@ class Shipper(_ShellBase):
         *,
         source: str | None = None,
         date: float | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         """Queue events (lines or records); blocks while too much is pending.
 
         ``token`` comes back through ``on_settled`` once every one of these events is settled.
         ``source`` fills ``path_key``; ``date`` (epoch seconds) replaces the current time.
+        ``stop``: when it is set (a signal handler may set it) while waiting for room,
+        :class:`ShipperInterruptedError` is raised within :data:`_STOP_POLL` seconds.
         """
         core = self._core
         if self._closed:
@@ -1322,7 +1333,16 @@ class Shipper(_ShellBase):
             encoded = encoder.encode(piece, source, time.time() if date is None else date)
             with self._lock:
                 while core.pending_bytes > limit and not self._closed:
-                    self._space.wait()
+                    if stop is None:
+                        self._space.wait()
+                        continue
+                    # a signal handler cannot notify (it may run while this thread holds the
+                    # lock): look at the event on a short period instead
+                    if stop.is_set():
+                        raise ShipperInterruptedError(
+                            "stopped while waiting for room: the submission was not all queued"
+                        )
+                    self._space.wait(_STOP_POLL)
                 if self._closed:
                     raise ShipperClosedError("the shipper is closed: cannot submit events")
                 if core.add(encoded, ticket, self._clock()):
@@ -1332,10 +1352,12 @@ class Shipper(_ShellBase):
             done = self._take_completed()
         self._call_back(done)
 
-    def submit_chunks(self, chunks: Iterable[Chunk]) -> None:
+    def submit_chunks(
+        self, chunks: Iterable[Chunk], *, stop: threading.Event | None = None
+    ) -> None:
         """Submit each tailer chunk's lines with the chunk as token and its path as source."""
         for chunk in chunks:
-            self.submit(chunk.lines, chunk, source=chunk.path)
+            self.submit(chunk.lines, chunk, source=chunk.path, stop=stop)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send partial batches now and wait until everything submitted is settled.
@@ -1377,10 +1399,10 @@ class Shipper(_ShellBase):
             self._space.notify_all()
         self._abort.set()
         for thread in self._threads:
-            thread.join(timeout=0.5)
+            thread.join(timeout=_JOIN_TIMEOUT)
         self._client.close()
         for thread in self._threads:
-            thread.join(timeout=2.0)
+            thread.join(timeout=_JOIN_TIMEOUT)
         self._dead_letter.close()
         if not flushed:
             with self._lock:

@@ -227,6 +227,68 @@ def test_other_403_is_not_retried() -> None:
     assert source.calls == 1
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 500.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_stale_answers_force_at_most_one_refresh_per_floor(flavour: str) -> None:
+    server = Server(expire_first=8)
+    source = Source()
+    clock = FakeClock()
+    auth = SigV4Auth(source, service="osis", clock=clock)
+
+    def post_all(count: int) -> list[int]:
+        if flavour == "sync":
+            with httpx.Client(transport=httpx.MockTransport(server), auth=auth) as client:
+                return [client.post(OSIS, content=b"[]").status_code for _ in range(count)]
+
+        async def go() -> list[int]:
+            transport = httpx.MockTransport(server.handle_async)
+            async with httpx.AsyncClient(transport=transport, auth=auth) as client:
+                return [(await client.post(OSIS, content=b"[]")).status_code for _ in range(count)]
+
+        return asyncio.run(go())
+
+    # the first stale answer forces a refresh and a retry; within the floor, no more of either
+    assert post_all(4) == [401, 401, 401, 401]
+    assert source.calls == 2 and auth.forced_refreshes == 1 and auth.retries == 1
+    assert len(server.seen) == 5
+    clock.now += 59.0
+    assert post_all(1) == [401]
+    assert source.calls == 2
+    clock.now += 1.0  # the floor has passed: one more forced refresh
+    assert post_all(2) == [401, 200]
+    assert source.calls == 3 and auth.forced_refreshes == 2
+
+
+def test_a_stale_answer_to_credentials_already_replaced_retries_without_a_refresh() -> None:
+    source = Source()
+    clock = FakeClock()
+    auth = SigV4Auth(source, service="osis", clock=clock)
+    auth.credentials.get()  # ASIAKEY1
+    signed_by_0 = "AWS4-HMAC-SHA256 Credential=ASIAKEY0/20240102/us-east-1/osis/aws4_request"
+    request = httpx.Request("POST", OSIS, headers={"authorization": signed_by_0})
+    expired = httpx.Response(
+        401, text="The security token included in the request is expired", request=request
+    )
+    assert auth.refresh_if_stale(expired)  # newer credentials are held: send again with them
+    assert source.calls == 1 and auth.forced_refreshes == 0
+    denied = httpx.Response(
+        403,
+        json={"message": "User is not authorized to perform: osis:Ingest"},
+        headers={"x-amzn-ErrorType": "AccessDeniedException"},
+        request=request,
+    )
+    assert not auth.refresh_if_stale(denied)
+    with pytest.raises(errors.InvalidParameterError, match="forced_refresh_interval"):
+        SigV4Auth(source, service="osis", forced_refresh_interval=-1)
+
+
 def test_region_inference() -> None:
     assert region_from_host("pipe-abc123.us-east-1.osis.amazonaws.com") == "us-east-1"
     assert region_from_host("sqs.eu-west-1.amazonaws.com") == "eu-west-1"

@@ -890,3 +890,19 @@ def test_reset_positions_from_toml_and_flag() -> None:
     parser = ship_parser()
     args = parser.parse_args(["/x", "--url", f"https://{HOST}/", "--reset-positions", "end"])
     assert from_args(args, environ=ENV).reset_positions == "end"
+
+
+def test_stop_timeout_from_grace_toml_and_flag_default_5s(tmp_path: Path) -> None:
+    assert fb(minimal())[0].stop_timeout == 5.0
+    config, warnings = fb(minimal(service="    Grace 3\n"))
+    assert config.stop_timeout == 3.0 and warnings == []  # Fluent Bit's Grace, no longer ignored
+    toml = f'[input]\npaths = ["/x"]\n[output]\nurl = "https://{HOST}/p"\nstop_timeout = "2s"\n'
+    assert from_toml(toml, environ=ENV).stop_timeout == 2.0
+    assert "stop_timeout = 2.0" in from_toml(toml, environ=ENV).to_toml()
+    conf = tmp_path / "ship.toml"
+    conf.write_text(toml)
+    args = ship_parser().parse_args(["-c", str(conf), "--stop-timeout", "500ms"])
+    assert from_args(args, environ=ENV).stop_timeout == 0.5
+    args = ship_parser().parse_args(["-c", str(conf), "--stop-timeout", "-1"])
+    with pytest.raises(ShipConfigError, match="stop-timeout"):
+        from_args(args, environ=ENV)

@@ -38,6 +38,7 @@ from rolesanywhere.shipper import (
     Shipper,
     ShipperClosedError,
     ShipperConfig,
+    ShipperInterruptedError,
     _Core,
     _Encoder,
     _Ticket,
@@ -769,7 +770,7 @@ def test_credentials_expiring_mid_stream_are_refreshed_and_the_batch_delivered(
     assert stats.events_quarantined == 0
 
 
-def test_401_that_sigv4auth_cannot_fix_invalidates_and_retries_until_it_works(
+def test_an_unknown_access_key_401_gets_fresh_credentials_at_once(
     tmp_path: Path,
     auth: SigV4Auth,
     keys: Keys,
@@ -785,33 +786,137 @@ def test_401_that_sigv4auth_cannot_fix_invalidates_and_retries_until_it_works(
         assert shipper.flush(timeout=20)
         held = auth.credentials.credentials
         assert held is not None
-        keys.revoked.add(held.access_key_id)  # unknown key: 401, not a "stale" answer
+        keys.revoked.add(held.access_key_id)  # 401 UnrecognizedClientException: credentials
         shipper.submit(lines(10, "second"))
         assert shipper.flush(timeout=20)
         stats = shipper.stats()
     assert osis.count() == 20
-    assert stats.retries.get("401") == 1 and auth.retries == 0
+    assert osis.status_counts.get(401) == 1
+    assert auth.retries == 1 and auth.forced_refreshes == 1  # SigV4Auth re-signed at once
+    assert stats.retries == {}
     assert held.secret_access_key not in caplog.text
     assert held.session_token is not None and held.session_token not in caplog.text
     assert held.secret_access_key not in shipper.status_line()
 
 
-def test_persistent_403_keeps_retrying_with_fresh_credentials(tmp_path: Path) -> None:
-    issued: list[str] = []
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def counting_source(issued: list[str]) -> Callable[[], Credentials]:
+    """A credential source that counts its calls (each one a CreateSession)."""
 
     def source() -> Credentials:
         issued.append(f"ASIA{len(issued):016d}")
         expiry = datetime.now(UTC) + timedelta(hours=1)
         return Credentials(issued[-1], "secret", "token", expiry)
 
-    auth = SigV4Auth(source, service="osis", region=REGION)
-    server = Server(script=[403, 403, 403, 403])
-    with Shipper(make_config(tmp_path), auth, transport=server.transport) as shipper:
+    return source
+
+
+def aws_answer(status: int, error_type: str, message: str) -> httpx.Response:
+    return httpx.Response(
+        status, json={"message": message}, headers={"x-amzn-ErrorType": f"{error_type}:http://x/"}
+    )
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        lambda: httpx.Response(403, text="answer 403: poisoned record"),
+        lambda: httpx.Response(403, text="Forbidden"),
+        lambda: aws_answer(
+            403,
+            "AccessDeniedException",
+            "User: arn:aws:sts::1:assumed-role/r/s is not "
+            "authorized to perform: osis:Ingest on resource: arn:aws:osis:us-east-1:1:pipeline/p",
+        ),
+    ],
+    ids=["plain-text", "forbidden", "access-denied"],
+)
+def test_403s_not_about_the_credentials_cost_no_create_session(
+    tmp_path: Path, refusal: Callable[[], httpx.Response]
+) -> None:
+    issued: list[str] = []
+    auth = SigV4Auth(counting_source(issued), service="osis", region=REGION)
+    refusals = [20]
+    delivered: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if refusals[0]:
+            refusals[0] -= 1
+            return refusal()
+        delivered.extend(json.loads(request.content))
+        return httpx.Response(200)
+
+    transport = httpx.MockTransport(handler)
+    with Shipper(make_config(tmp_path), auth, transport=transport) as shipper:
         shipper.submit(lines(3))
         assert shipper.flush(timeout=10)
         stats = shipper.stats()
-    assert len(server.delivered) == 3 and stats.retries == {"403": 4}
-    assert len(issued) == 5  # every refused attempt invalidated the credentials
+    print(f"\n[403 not about credentials] 20 answers -> {len(issued) - 1} extra CreateSession")
+    assert len(delivered) == 3 and stats.retries == {"403": 20}
+    assert len(issued) == 1  # the first session only: none per refusal
+    assert auth.forced_refreshes == 0 and auth.retries == 0
+
+
+@pytest.mark.parametrize(
+    "stale",
+    [
+        lambda: aws_answer(
+            401, "ExpiredTokenException", "The security token included in the request is expired"
+        ),
+        lambda: aws_answer(
+            403,
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        ),
+        lambda: aws_answer(
+            403,
+            "InvalidSignatureException",
+            "The request signature we calculated does not match the signature you provided.",
+        ),
+        lambda: httpx.Response(403, text="The security token included in the request is expired"),
+    ],
+    ids=["expired-401", "unrecognized", "bad-signature", "expired-plain-text"],
+)
+def test_stale_credential_answers_force_at_most_one_refresh_per_floor(
+    tmp_path: Path, stale: Callable[[], httpx.Response]
+) -> None:
+    issued: list[str] = []
+    clock = FakeClock()
+    auth = SigV4Auth(counting_source(issued), service="osis", region=REGION, clock=clock)
+    refusals = [30]
+    delivered: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if refusals[0]:
+            refusals[0] -= 1
+            return stale()
+        delivered.extend(json.loads(request.content))
+        return httpx.Response(200)
+
+    transport = httpx.MockTransport(handler)
+    with Shipper(make_config(tmp_path), auth, transport=transport) as shipper:
+        shipper.submit(lines(3, "first"))
+        assert shipper.flush(timeout=10)
+        first = len(issued)
+        # a minute later (by the auth's clock) the next stale answer may force one more refresh
+        clock.now += 60.0
+        refusals[0] = 30
+        shipper.submit(lines(3, "second"))
+        assert shipper.flush(timeout=10)
+    print(
+        f"\n[stale credentials] 30 answers -> {first - 1} forced CreateSession; "
+        f"60 s later 30 more -> {len(issued) - first}"
+    )
+    assert len(delivered) == 6
+    assert first == 2  # the first session, and one forced refresh for 30 stale answers
+    assert len(issued) == 3 and auth.forced_refreshes == 2
 
 
 def test_connection_refused_then_the_server_appears(tmp_path: Path) -> None:
@@ -1236,3 +1341,35 @@ def test_a_bug_in_the_async_shipper_also_settles_the_batch(
     started = time.monotonic()
     assert asyncio.run(run()) == {"error": 10}
     assert time.monotonic() - started < 4
+
+
+def test_submit_waiting_for_room_gives_up_soon_after_stop_is_set(tmp_path: Path) -> None:
+    """``ship``'s signal handler sets ``stop``: a producer blocked behind 8 MiB of undelivered
+    events must notice it (it used to wait for room for ever while the endpoint failed)."""
+    settled: list[Any] = []
+    server = Server(decide=lambda events: 503)
+    config = make_config(tmp_path, max_pending_bytes=64 << 10, batch_bytes=16 << 10)
+    shipper = Shipper(config, transport=server.transport, on_settled=settled.extend)
+    stop = threading.Event()
+    outcome: list[BaseException | None] = []
+
+    def produce() -> None:
+        try:
+            shipper.submit(lines(20_000), "token", stop=stop)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    try:
+        time.sleep(0.3)
+        assert not outcome, "the producer must be blocked: nothing is ever delivered"
+        stop.set()
+        producer.join(timeout=2)
+        assert len(outcome) == 1 and isinstance(outcome[0], ShipperInterruptedError)
+    finally:
+        assert not shipper.close(timeout=0.2)
+    stats = shipper.stats()
+    assert settled == [] and stats.events_delivered == 0  # never settled: sent again next run
+    assert 0 < stats.events_submitted < 20_000
