@@ -722,8 +722,18 @@ class Tailer:
 
     def _open_db(self, synchronous: str, *, create: bool = True) -> sqlite3.Connection:
         try:
-            # created 0600 here: SQLite gives its -wal and -shm files the database's mode
-            os.close(os.open(self.db_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            # created 0600 here: SQLite gives its -wal and -shm files the database's mode.
+            # Files an older version left readable by others are tightened too.
+            for path in (self.db_path, f"{self.db_path}-wal", f"{self.db_path}-shm"):
+                flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
+                try:
+                    fd = os.open(path, flags | (os.O_CREAT if path == self.db_path else 0), 0o600)
+                except FileNotFoundError:
+                    continue
+                try:
+                    os.fchmod(fd, 0o600)
+                finally:
+                    os.close(fd)
             conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             cause = exc.strerror if isinstance(exc, OSError) else exc

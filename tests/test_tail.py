@@ -864,6 +864,21 @@ def test_state_files_are_private(tmp_path: Path, clock: FakeClock) -> None:
     assert set(modes.values()) == {0o600}, modes  # -wal and -shm too
 
 
+def test_state_files_an_older_version_left_readable_are_tightened(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    (tmp_path / "app.log").write_bytes(b"one\n")
+    with make_tailer(tmp_path, clock, read_from_head=True) as t:
+        drain(t, commit=True)
+    state = tmp_path / "state"
+    for path in state.iterdir():
+        path.chmod(0o644)
+    with make_tailer(tmp_path, clock, read_from_head=True) as t:
+        drain(t, commit=True)
+        modes = {p.name: p.stat().st_mode & 0o777 for p in state.glob("positions.db*")}
+    assert modes and set(modes.values()) == {0o600}, modes
+
+
 def test_disk_full_names_the_cause_once_and_positions_are_written_later(
     tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
