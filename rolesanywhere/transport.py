@@ -305,6 +305,26 @@ def _late(request: httpx.Request, budget: float) -> httpx.TimeoutException:
     return httpx.ReadTimeout(f"no complete answer within {budget:.3g} s", request=request)
 
 
+class _Body:
+    """A response body read chunk by chunk, kept to at most ``max_body`` bytes."""
+
+    def __init__(self, max_body: int) -> None:
+        self.max_body = max_body
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.whole = True
+
+    def add(self, chunk: bytes) -> bool:
+        """Keep ``chunk``; False (and the body cut at ``max_body``) when it does not fit."""
+        if self.size + len(chunk) > self.max_body:
+            self.chunks.append(chunk[: self.max_body - self.size])
+            self.whole = False
+            return False
+        self.chunks.append(chunk)
+        self.size += len(chunk)
+        return True
+
+
 def exchange(
     client: httpx.Client,
     request: httpx.Request,
@@ -339,17 +359,12 @@ def exchange(
         try:
             watch.watch(response.extensions.get("network_stream"))
             _cap_timeouts(response.request, max(deadline - time.monotonic(), 0.001), ("read",))
-            chunks: list[bytes] = []
-            size, whole = 0, True
+            body = _Body(max_body)
             for chunk in response.iter_bytes():
                 if time.monotonic() >= deadline:
                     raise _late(request, budget)
-                if size + len(chunk) > max_body:
-                    chunks.append(chunk[: max_body - size])
-                    whole = False
+                if not body.add(chunk):
                     break
-                chunks.append(chunk)
-                size += len(chunk)
         finally:
             response.close()
     except Exception as exc:
@@ -364,7 +379,7 @@ def exchange(
     finally:
         watch.finish()
         _WATCHDOG.cancel(entry)
-    return response, b"".join(chunks), whole
+    return response, b"".join(body.chunks), body.whole
 
 
 async def aexchange(
@@ -382,24 +397,19 @@ async def aexchange(
     if budget <= 0:
         raise _late(request, 0)
     _cap_timeouts(request, budget, _ALL_TIMEOUTS)
-    chunks: list[bytes] = []
-    size, whole = 0, True
+    body = _Body(max_body)
     try:
         async with asyncio.timeout(budget):
             response = await client.send(request, stream=True)
             try:
                 async for chunk in response.aiter_bytes():
-                    if size + len(chunk) > max_body:
-                        chunks.append(chunk[: max_body - size])
-                        whole = False
+                    if not body.add(chunk):
                         break
-                    chunks.append(chunk)
-                    size += len(chunk)
             finally:
                 await response.aclose()
     except TimeoutError:
         raise _late(request, budget) from None
-    return response, b"".join(chunks), whole
+    return response, b"".join(body.chunks), body.whole
 
 
 _C = TypeVar("_C", "httpx.Client", "httpx.AsyncClient")
