@@ -43,6 +43,7 @@ from rolesanywhere.transport import (
     TransportFailure,
     exchange,
 )
+from tests import test_client
 from tests.faults import FaultServer, http_response
 
 ANCHOR = (
@@ -59,20 +60,7 @@ SLACK = 1.0  # the target: every call ends by its deadline + 1 s
 HUNG = DEADLINE + SLACK + 3.0
 FAULTS = [("drip", 0.05), ("stall", 0.05), ("drip_head", 0.05)]
 
-OK_BODY = json.dumps(
-    {
-        "credentialSet": [
-            {
-                "credentials": {
-                    "accessKeyId": "ASIAUNIT",
-                    "secretAccessKey": "unit-secret-value",
-                    "sessionToken": "unit-token-value",
-                    "expiration": "2099-01-01T00:00:00Z",
-                }
-            }
-        ]
-    }
-).encode()
+OK_BODY = json.dumps(test_client.OK_BODY).encode()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from rolesanywhere.shipper import Shipper, ShipperConfig
 from rolesanywhere.sources import describe, file_path, read_source
 from rolesanywhere.testing.pki import PKI
 from tests.faults import FaultServer, http_response
+from tests.test_cli import run
 
 ARNS = [
     "--trust-anchor-arn",
@@ -46,21 +46,6 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
 def key_body(pem: str) -> list[str]:
     """The base64 lines of a PEM key: none may appear in any output."""
     return [line for line in pem.splitlines() if line and not line.startswith("-----")]
-
-
-def run(argv: list[str], **env: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        status = main(argv, stdin=io.StringIO(""), stdout=out, stderr=err)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return status, out.getvalue(), err.getvalue()
 
 
 def assert_no_key(text: str, pem: str) -> None:

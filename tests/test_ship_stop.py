@@ -20,7 +20,7 @@ import pytest
 
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.osis import OsisEmulator
-from rolesanywhere.testing.pki import PKI
+from tests import test_ship_acceptance
 from tests.faults import FaultServer, http_response
 from tests.test_ship_acceptance import (
     ClientFiles,
@@ -42,21 +42,15 @@ SLACK = 1.5
 UNAVAILABLE = http_response(503, b"busy", reason="Service Unavailable")
 
 
+#: The acceptance tests' fixture: a client certificate, its key and the intermediate CA on disk.
+client_files = test_ship_acceptance.client_files
+
+
 @pytest.fixture(autouse=True)
 def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("all_proxy", raising=False)
-
-
-@pytest.fixture
-def client_files(rolesanywhere_pki: PKI, tmp_path: Path) -> ClientFiles:
-    folder = tmp_path / "pki"
-    folder.mkdir()
-    cert, key = rolesanywhere_pki.leaf("ec-p256").write(folder, "client")
-    chain = folder / "intermediates.pem"
-    chain.write_bytes(rolesanywhere_pki.intermediate.cert_pem())
-    return ClientFiles(Path(cert), Path(key), chain)
 
 
 def start_blocked_ship(
