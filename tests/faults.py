@@ -46,6 +46,19 @@ def http_response(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+def accepted(sock: socket.socket, stop: threading.Event) -> Iterator[socket.socket]:
+    """The connections ``sock`` (a listener with a short timeout) accepts until ``stop`` is set
+    or the listener is closed."""
+    while not stop.is_set():
+        try:
+            conn, _ = sock.accept()
+        except TimeoutError:
+            continue
+        except OSError:
+            return
+        yield conn
+
+
 class FaultServer:
     def __init__(
         self,
@@ -74,13 +87,7 @@ class FaultServer:
         self._acceptor.start()
 
     def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
+        for conn in accepted(self._sock, self._stop):
             self.connections += 1
             stall = self.connections <= self.stall_first
             worker = threading.Thread(target=self._serve, args=(conn, stall), daemon=True)

@@ -33,7 +33,7 @@ from rolesanywhere.identity import Identity
 from rolesanywhere.retry import RetryPolicy
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI, KeyFormat
-from tests.faults import FaultServer, http_response
+from tests.faults import FaultServer, accepted, http_response
 
 BIN = Path(sys.executable).parent
 PASSWORD = "SECRET-pkcs8-pw-7c1d"
@@ -67,13 +67,7 @@ class TlsServer:
         self._thread.start()
 
     def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
+        for conn in accepted(self._sock, self._stop):
             with contextlib.suppress(OSError), conn:
                 conn.settimeout(2)
                 with self._context.wrap_socket(conn, server_side=True):

@@ -824,6 +824,22 @@ def aws_answer(status: int, error_type: str, message: str) -> httpx.Response:
     )
 
 
+def refuse_then_deliver(
+    answer: Callable[[], httpx.Response], refusals: list[int], delivered: list[Any]
+) -> Callable[[httpx.Request], httpx.Response]:
+    """A handler that gives ``answer()`` while ``refusals[0]`` (counted down) lasts, then takes
+    each batch into ``delivered`` and answers 200."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if refusals[0]:
+            refusals[0] -= 1
+            return answer()
+        delivered.extend(json.loads(request.content))
+        return httpx.Response(200)
+
+    return handler
+
+
 @pytest.mark.parametrize(
     "refusal",
     [
@@ -845,15 +861,7 @@ def test_403s_not_about_the_credentials_cost_no_create_session(
     auth = SigV4Auth(counting_source(issued), service="osis", region=REGION)
     refusals = [20]
     delivered: list[Any] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if refusals[0]:
-            refusals[0] -= 1
-            return refusal()
-        delivered.extend(json.loads(request.content))
-        return httpx.Response(200)
-
-    transport = httpx.MockTransport(handler)
+    transport = httpx.MockTransport(refuse_then_deliver(refusal, refusals, delivered))
     with Shipper(make_config(tmp_path), auth, transport=transport) as shipper:
         shipper.submit(lines(3))
         assert shipper.flush(timeout=10)
@@ -892,15 +900,7 @@ def test_stale_credential_answers_force_at_most_one_refresh_per_floor(
     auth = SigV4Auth(counting_source(issued), service="osis", region=REGION, clock=clock)
     refusals = [30]
     delivered: list[Any] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if refusals[0]:
-            refusals[0] -= 1
-            return stale()
-        delivered.extend(json.loads(request.content))
-        return httpx.Response(200)
-
-    transport = httpx.MockTransport(handler)
+    transport = httpx.MockTransport(refuse_then_deliver(stale, refusals, delivered))
     with Shipper(make_config(tmp_path), auth, transport=transport) as shipper:
         shipper.submit(lines(3, "first"))
         assert shipper.flush(timeout=10)
