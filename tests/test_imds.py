@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.utils import ContainerMetadataFetcher, InstanceMetadataFetcher
@@ -148,9 +150,9 @@ LIVE = Credentials(
 LIVE_EXPIRY = LIVE.expiration.strftime("%Y-%m-%dT%H:%M:%SZ") if LIVE.expiration else ""
 
 
-@pytest.fixture
-def served() -> Iterator[tuple[int, ImdsCore]]:
-    core = ImdsCore("onprem", lambda: LIVE, container_token="s3cr3t-container-token")
+@contextlib.contextmanager
+def serving(core: ImdsCore, **kwargs: Any) -> Iterator[int]:
+    """``serve(core, **kwargs)`` on a free port, on a thread, for the ``with`` block: the port."""
     stop = threading.Event()
     ports: list[int] = []
     ready = threading.Event()
@@ -160,13 +162,20 @@ def served() -> Iterator[tuple[int, ImdsCore]]:
         ready.set()
 
     worker = threading.Thread(
-        target=serve, args=(core,), kwargs={"port": 0, "ready": on_ready, "stop": stop}
+        target=serve, args=(core,), kwargs={"port": 0, "ready": on_ready, "stop": stop, **kwargs}
     )
     worker.start()
     assert ready.wait(10)
-    yield ports[0], core
+    yield ports[0]
     stop.set()
     worker.join(10)
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[int, ImdsCore]]:
+    core = ImdsCore("onprem", lambda: LIVE, container_token="s3cr3t-container-token")
+    with serving(core) as port:
+        yield port, core
 
 
 def test_botocore_fetches_the_credentials(served: tuple[int, ImdsCore]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rolesanywhere.credentials import Credentials
-from rolesanywhere.imds import BACKLOG, MAX_BODY, ImdsCore, host_allowed, make_server, serve
+from rolesanywhere.imds import BACKLOG, MAX_BODY, ImdsCore, host_allowed, make_server
+from tests.test_imds import serving
 
 CREDS = Credentials("ASIAIMDS", "imds-secret", "imds-token", datetime.now(UTC) + timedelta(hours=1))
 IDLE = 0.5
@@ -19,25 +19,8 @@ IDLE = 0.5
 
 @pytest.fixture
 def port() -> Iterator[int]:
-    core = ImdsCore("onprem", lambda: CREDS)
-    stop = threading.Event()
-    ports: list[int] = []
-    ready = threading.Event()
-
-    def on_ready(p: int) -> None:
-        ports.append(p)
-        ready.set()
-
-    worker = threading.Thread(
-        target=serve,
-        args=(core,),
-        kwargs={"port": 0, "ready": on_ready, "stop": stop, "idle_timeout": IDLE},
-    )
-    worker.start()
-    assert ready.wait(10)
-    yield ports[0]
-    stop.set()
-    worker.join(10)
+    with serving(ImdsCore("onprem", lambda: CREDS), idle_timeout=IDLE) as port:
+        yield port
 
 
 def exchange(port: int, raw: bytes, *, timeout: float = 5.0) -> bytes:
