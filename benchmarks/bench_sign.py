@@ -12,11 +12,11 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from rolesanywhere.endpoints import resolve_endpoint
-from rolesanywhere.identity import Identity
-from rolesanywhere.keys import SigningKey
-from rolesanywhere.session import SessionParams, build_create_session_request
+from rolesanywhere.session.endpoints import resolve_endpoint
+from rolesanywhere.session.protocol import SessionParams, build_create_session_request
 from rolesanywhere.testing.pki import PKI
+from rolesanywhere.x509.identity import Identity
+from rolesanywhere.x509.keys import SigningKey
 
 ANCHOR = (
     "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/a1b2c3d4-0000-0000-0000-000000000001"

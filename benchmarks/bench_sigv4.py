@@ -71,9 +71,9 @@ from unittest import mock
 
 import httpx
 
-from rolesanywhere.auth import SigV4Auth
+from rolesanywhere.auth.sigv4auth import SigV4Auth
 from rolesanywhere.credentials import Credentials
-from rolesanywhere.signer import SignedRequest, sign
+from rolesanywhere.sigv4.signer import SignedRequest, sign
 
 HOST = "my-pipeline-abc123.us-east-1.osis.amazonaws.com"
 PATH = "/log/ingest"

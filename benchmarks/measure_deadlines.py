@@ -21,9 +21,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rolesanywhere.auth import SigV4Auth
-from rolesanywhere.loghandler import OsisHandler
-from rolesanywhere.shipper import AsyncShipper, Shipper, ShipperConfig
+from rolesanywhere.auth.sigv4auth import SigV4Auth
+from rolesanywhere.ship.loghandler import OsisHandler
+from rolesanywhere.ship.shipper import AsyncShipper, Shipper, ShipperConfig
 from rolesanywhere.testing.pki import PKI
 from tests.faults import FaultServer, http_response
 from tests.test_deadlines import ANCHOR, OK_BODY, PROFILE, ROLE, client

@@ -19,12 +19,9 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .arn import Arn
-    from .auth import SigV4Auth, UnsignableBodyError
-    from .client import AsyncRolesAnywhereClient, ClientConfig, IdentitySource, RolesAnywhereClient
-    from .credentials import Credentials
-    from .endpoints import Endpoint, resolve_endpoint
-    from .errors import (
+    from rolesanywhere.auth.sigv4auth import SigV4Auth, UnsignableBodyError
+    from rolesanywhere.credentials import Credentials
+    from rolesanywhere.errors import (
         AccessDeniedError,
         CertificateValidityError,
         CredentialsError,
@@ -45,71 +42,60 @@ if TYPE_CHECKING:
         UnsupportedKeyError,
         WrongPasswordError,
     )
-    from .identity import Identity, IdentityLoader
-    from .keys import SigningKey, SoftwareSigningKey
-    from .loghandler import OsisHandler
-    from .refresh import RefreshingCredentials
-    from .retry import RetryPolicy
-    from .session import (
-        HttpRequest,
-        SessionParams,
-        SignedRequest,
-        build_create_session_request,
-        parse_create_session_response,
-        sign_x509,
+    from rolesanywhere.retry import RetryPolicy
+    from rolesanywhere.session.client import (
+        AsyncRolesAnywhereClient,
+        ClientConfig,
+        IdentitySource,
+        RolesAnywhereClient,
     )
-    from .shipper import AsyncShipper, Shipper, ShipperConfig
-    from .tail import Chunk, Tailer
+    from rolesanywhere.session.endpoints import Endpoint
+    from rolesanywhere.session.refresh import RefreshingCredentials
+    from rolesanywhere.ship.loghandler import OsisHandler
+    from rolesanywhere.ship.shipper import AsyncShipper, Shipper, ShipperConfig
+    from rolesanywhere.x509.identity import Identity, IdentityLoader
+    from rolesanywhere.x509.keys import SigningKey, SoftwareSigningKey
 
-from . import errors as _errors  # tiny, no dependencies: its names need not be listed twice
+# errors is tiny and has no dependencies: its names need not be listed twice
+from rolesanywhere import errors as _errors
 
 __version__ = "0.1.0"
 
+#: The user-facing names and the module each is imported from on first use. Protocol pieces
+#: (ARNs, the CreateSession request and response, the SigV4 signer, the tailer) live in their
+#: subpackages: rolesanywhere.session, rolesanywhere.sigv4, rolesanywhere.ship, ...
 _EXPORTS: dict[str, str] = {
-    "Arn": "arn",
-    "SigV4Auth": "auth",
-    "UnsignableBodyError": "auth",
-    "AsyncRolesAnywhereClient": "client",
-    "ClientConfig": "client",
-    "IdentitySource": "client",
-    "RolesAnywhereClient": "client",
+    "SigV4Auth": "auth.sigv4auth",
+    "UnsignableBodyError": "auth.sigv4auth",
     "Credentials": "credentials",
-    "Endpoint": "endpoints",
-    "resolve_endpoint": "endpoints",
-    "Identity": "identity",
-    "IdentityLoader": "identity",
-    "SigningKey": "keys",
-    "SoftwareSigningKey": "keys",
-    "RefreshingCredentials": "refresh",
-    "OsisHandler": "loghandler",
-    "AsyncShipper": "shipper",
-    "Shipper": "shipper",
-    "ShipperConfig": "shipper",
-    "Chunk": "tail",
-    "Tailer": "tail",
     "RetryPolicy": "retry",
-    "HttpRequest": "session",
-    "SessionParams": "session",
-    "SignedRequest": "session",
-    "build_create_session_request": "session",
-    "parse_create_session_response": "session",
-    "sign_x509": "session",
+    "AsyncRolesAnywhereClient": "session.client",
+    "ClientConfig": "session.client",
+    "IdentitySource": "session.client",
+    "RolesAnywhereClient": "session.client",
+    "Endpoint": "session.endpoints",
+    "RefreshingCredentials": "session.refresh",
+    "OsisHandler": "ship.loghandler",
+    "AsyncShipper": "ship.shipper",
+    "Shipper": "ship.shipper",
+    "ShipperConfig": "ship.shipper",
+    "Identity": "x509.identity",
+    "IdentityLoader": "x509.identity",
+    "SigningKey": "x509.keys",
+    "SoftwareSigningKey": "x509.keys",
     **dict.fromkeys(_errors.__all__, "errors"),
 }
 
 __all__ = [
     "AccessDeniedError",
-    "Arn",
     "AsyncRolesAnywhereClient",
     "AsyncShipper",
     "CertificateValidityError",
-    "Chunk",
     "ClientConfig",
     "Credentials",
     "CredentialsError",
     "CredentialsFileError",
     "Endpoint",
-    "HttpRequest",
     "Identity",
     "IdentityError",
     "IdentityLoader",
@@ -128,24 +114,17 @@ __all__ = [
     "RolesAnywhereError",
     "ServiceError",
     "ServiceValidationError",
-    "SessionParams",
     "Shipper",
     "ShipperConfig",
     "SigV4Auth",
-    "SignedRequest",
     "SigningKey",
     "SoftwareSigningKey",
     "SourceError",
-    "Tailer",
     "ThrottlingError",
     "UnsignableBodyError",
     "UnsupportedKeyError",
     "WrongPasswordError",
     "__version__",
-    "build_create_session_request",
-    "parse_create_session_response",
-    "resolve_endpoint",
-    "sign_x509",
 ]
 
 

@@ -1,5 +1,5 @@
 """``python -m rolesanywhere``: the ``rolesanywhere`` command."""
 
-from rolesanywhere.cli import main
+from rolesanywhere.cli.main import main
 
 raise SystemExit(main())

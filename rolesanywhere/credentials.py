@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from .values import Value
+from rolesanywhere.values import Value
 
 __all__ = ["Credentials", "format_expiration", "go_json", "redact"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from .errors import InvalidParameterError
-from .values import Value
+from rolesanywhere.errors import InvalidParameterError
+from rolesanywhere.values import Value
 
 __all__ = ["RetryPolicy"]
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rolesanywhere.arn import (
+from rolesanywhere.errors import InvalidParameterError
+from rolesanywhere.session.arn import (
     Arn,
     parse_profile_arn,
     parse_role_arn,
@@ -18,8 +19,7 @@ from rolesanywhere.arn import (
     validate_duration,
     validate_role_session_name,
 )
-from rolesanywhere.endpoints import resolve_endpoint
-from rolesanywhere.errors import InvalidParameterError
+from rolesanywhere.session.endpoints import resolve_endpoint
 from tests.conformance import X509, require
 
 UUID = "8f916267-7377-4d5d-a6f6-0b03f3feed3c"

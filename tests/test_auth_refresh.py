@@ -17,9 +17,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from rolesanywhere.auth import SigV4Auth
-from rolesanywhere.refresh import RefreshingCredentials
+from rolesanywhere.auth.sigv4auth import SigV4Auth
 from rolesanywhere.retry import RetryPolicy
+from rolesanywhere.session.refresh import RefreshingCredentials
 from rolesanywhere.testing import emulator as emulator_module
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI

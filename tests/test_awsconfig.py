@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from rolesanywhere.awsconfig import (
+from rolesanywhere.errors import InvalidParameterError, RolesAnywhereError
+from rolesanywhere.profiles.awsconfig import (
     AwsConfigError,
     CredentialProcessError,
     IdentitySettings,
@@ -26,8 +27,7 @@ from rolesanywhere.awsconfig import (
     parse_helper_command,
     parse_ini,
 )
-from rolesanywhere.errors import InvalidParameterError, RolesAnywhereError
-from rolesanywhere.refresh import RefreshingCredentials
+from rolesanywhere.session.refresh import RefreshingCredentials
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI
 
@@ -246,7 +246,7 @@ def test_process_credentials(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
     assert provider.kind == "process"
     assert provider.region == "ca-central-1"
     assert "hunter2" not in provider.description
-    with caplog.at_level(logging.INFO, logger="rolesanywhere.awsconfig"):
+    with caplog.at_level(logging.INFO, logger="rolesanywhere.profiles.awsconfig"):
         creds = provider()
     assert creds.access_key_id == "AKIDEXAMPLE"
     assert creds.secret_access_key == SECRET

@@ -1,6 +1,7 @@
 """The bad-input corpus: every wrong thing a user can hand the command line (or the library).
 
-Each CLI case runs ``rolesanywhere.cli.main`` in-process (or the console script where a real pipe
+Each CLI case runs ``rolesanywhere.cli.main.main`` in-process (or the console script where a real
+pipe
 or file descriptor matters) and checks the error contract: exit status 1, exactly one line on
 stderr, no traceback, no secret (a fake password, a proxy password and the private keys' PEM text
 are planted in the inputs), and a message that names the fix (a per-case expected substring).
@@ -26,13 +27,14 @@ from typing import Any
 
 import pytest
 
-from rolesanywhere import errors, sources
-from rolesanywhere.cli import main
-from rolesanywhere.client import RolesAnywhereClient
-from rolesanywhere.identity import Identity
+from rolesanywhere import errors
+from rolesanywhere.cli.main import main
 from rolesanywhere.retry import RetryPolicy
+from rolesanywhere.session.client import RolesAnywhereClient
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI, KeyFormat
+from rolesanywhere.x509 import sources
+from rolesanywhere.x509.identity import Identity
 from tests.faults import FaultServer, accepted, http_response
 
 BIN = Path(sys.executable).parent
@@ -699,7 +701,7 @@ def test_subcommand_help_has_a_description(command: str) -> None:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert main([command, "--help"], stdout=out, stderr=io.StringIO()) == 0
-    from rolesanywhere.cli import _SUBCOMMANDS
+    from rolesanywhere.cli.main import _SUBCOMMANDS
 
     assert _SUBCOMMANDS[command][0] in " ".join(out.getvalue().split())
 

@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rolesanywhere import errors
-from rolesanywhere.cli import main
-from rolesanywhere.client import AsyncRolesAnywhereClient, RolesAnywhereClient
-from rolesanywhere.identity import Identity
+from rolesanywhere.cli.main import main
 from rolesanywhere.retry import RetryPolicy
+from rolesanywhere.session.client import AsyncRolesAnywhereClient, RolesAnywhereClient
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import KEY_TYPES, PKI, IssuedCert, KeyFormat, openssl_available
+from rolesanywhere.x509.identity import Identity
 
 PASSWORD = b"correct horse battery staple"
 BIN = Path(sys.executable).parent
@@ -421,7 +421,7 @@ def test_cli_never_tracebacks_on_random_arguments(argv: list[str]) -> None:
 def test_long_running_commands_see_rotated_certificates(tmp_path: Path) -> None:
     # update and serve run for days: the client the flags describe re-reads its files when
     # they change, as IdentityLoader does.
-    from rolesanywhere.cli import _build_parser, _client
+    from rolesanywhere.cli.main import _build_parser, _client
 
     pki = PKI(name="rotation")
     first, second = pki.leaf("ec-p256"), pki.leaf("ec-p256")

@@ -13,12 +13,12 @@ import pytest
 import respx
 
 from rolesanywhere import errors
-from rolesanywhere.client import AsyncRolesAnywhereClient, RolesAnywhereClient
-from rolesanywhere.identity import Identity
 from rolesanywhere.retry import RetryPolicy
+from rolesanywhere.session.client import AsyncRolesAnywhereClient, RolesAnywhereClient
+from rolesanywhere.session.transport import AsyncHttpxTransport
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI
-from rolesanywhere.transport import AsyncHttpxTransport
+from rolesanywhere.x509.identity import Identity
 
 ANCHOR = (
     "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/a1b2c3d4-0000-0000-0000-000000000001"

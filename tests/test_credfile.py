@@ -13,15 +13,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from rolesanywhere.cli import main
+from rolesanywhere.cli.main import main
 from rolesanywhere.credentials import Credentials
-from rolesanywhere.credfile import (
-    credentials_file_path,
-    next_update_in,
-    run_update,
-    update_profile,
-    write_profile,
-)
 from rolesanywhere.errors import (
     AccessDeniedError,
     CertificateValidityError,
@@ -35,6 +28,13 @@ from rolesanywhere.errors import (
     ServiceError,
     ServiceValidationError,
     ThrottlingError,
+)
+from rolesanywhere.profiles.credfile import (
+    credentials_file_path,
+    next_update_in,
+    run_update,
+    update_profile,
+    write_profile,
 )
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI, KeyFormat
@@ -341,7 +341,7 @@ def test_a_file_size_limit_leaves_the_old_file_untouched(tmp_path: Path) -> None
         "from pathlib import Path\n"
         "from datetime import UTC, datetime\n"
         "from rolesanywhere.credentials import Credentials\n"
-        "from rolesanywhere.credfile import write_profile\n"
+        "from rolesanywhere.profiles.credfile import write_profile\n"
         "from rolesanywhere.errors import CredentialsFileError\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))\n"

@@ -21,8 +21,9 @@ import httpx
 import pytest
 
 from rolesanywhere import errors
-from rolesanywhere.auth import SigV4Auth
-from rolesanywhere.client import (
+from rolesanywhere.auth.sigv4auth import SigV4Auth
+from rolesanywhere.retry import RetryPolicy
+from rolesanywhere.session.client import (
     AsyncRolesAnywhereClient,
     ClientConfig,
     RolesAnywhereClient,
@@ -30,19 +31,18 @@ from rolesanywhere.client import (
     _session_flow,
     attempt_timeout,
 )
-from rolesanywhere.endpoints import resolve_endpoint
-from rolesanywhere.identity import Identity
-from rolesanywhere.loghandler import OsisHandler
-from rolesanywhere.retry import RetryPolicy
-from rolesanywhere.session import SessionParams
-from rolesanywhere.shipper import AsyncShipper, Shipper, ShipperConfig
-from rolesanywhere.testing.pki import PKI
-from rolesanywhere.transport import (
+from rolesanywhere.session.endpoints import resolve_endpoint
+from rolesanywhere.session.protocol import SessionParams
+from rolesanywhere.session.transport import (
     MAX_RESPONSE_BYTES,
     HttpxTransport,
     TransportFailure,
     exchange,
 )
+from rolesanywhere.ship.loghandler import OsisHandler
+from rolesanywhere.ship.shipper import AsyncShipper, Shipper, ShipperConfig
+from rolesanywhere.testing.pki import PKI
+from rolesanywhere.x509.identity import Identity
 from tests import test_client
 from tests.faults import FaultServer, http_response
 
@@ -285,7 +285,7 @@ def test_a_huge_answer_is_not_read_whole() -> None:
         assert response.status_code == 200
         assert len(body) == MAX_RESPONSE_BYTES and not whole
         transport = HttpxTransport(trust_env=False)
-        from rolesanywhere.session import HttpRequest
+        from rolesanywhere.session.protocol import HttpRequest
 
         with pytest.raises(TransportFailure, match="larger than"):
             transport.send(HttpRequest("GET", server.url, (), b""), timeout=5, connect_timeout=5)

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from rolesanywhere.cli import main
+from rolesanywhere.cli.main import main
 from rolesanywhere.testing import emulator as emulator_module
 
 

@@ -14,7 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rolesanywhere.der import (
+from rolesanywhere.errors import SourceError
+from rolesanywhere.testing.pki import KEY_TYPES, PKI, generate_private_key
+from rolesanywhere.x509.der import (
     ECPrivateKeyFields,
     ECPublicKeyFields,
     PrivateKeyFormat,
@@ -24,8 +26,6 @@ from rolesanywhere.der import (
     parse_private_key,
     parse_public_key,
 )
-from rolesanywhere.errors import SourceError
-from rolesanywhere.testing.pki import KEY_TYPES, PKI, generate_private_key
 
 _PKI = PKI(name="der tests")
 _LEAVES = {kt: _PKI.leaf(kt) for kt in KEY_TYPES}

@@ -13,16 +13,16 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from rolesanywhere.cli import main
-from rolesanywhere.diagnostics import (
+from rolesanywhere.cli.main import main
+from rolesanywhere.testing.pki import KEY_TYPES, PKI, IssuedCert, KeyFormat
+from rolesanywhere.x509.diagnostics import (
     certificate_data_json,
     fixed_string_to_sign,
     format_signature,
     sign_fixed_string,
 )
-from rolesanywhere.identity import certificate_der_fields
-from rolesanywhere.keys import SoftwareSigningKey
-from rolesanywhere.testing.pki import KEY_TYPES, PKI, IssuedCert, KeyFormat
+from rolesanywhere.x509.identity import certificate_der_fields
+from rolesanywhere.x509.keys import SoftwareSigningKey
 
 _PKI = PKI(name="diagnostics")
 _LEAVES = {kt: _PKI.leaf(kt) for kt in KEY_TYPES}

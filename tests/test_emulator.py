@@ -16,21 +16,21 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from rolesanywhere import sigv4
 from rolesanywhere.credentials import format_expiration
-from rolesanywhere.endpoints import resolve_endpoint
 from rolesanywhere.errors import NetworkError
-from rolesanywhere.identity import Identity
-from rolesanywhere.keys import ALGORITHM_ECDSA, ALGORITHM_RSA, SoftwareSigningKey
-from rolesanywhere.session import (
+from rolesanywhere.session.endpoints import resolve_endpoint
+from rolesanywhere.session.protocol import (
     HttpRequest,
     SessionParams,
     SignedRequest,
     build_create_session_request,
     sign_x509,
 )
+from rolesanywhere.sigv4 import canonical as sigv4
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import KEY_TYPES, PKI, IssuedCert
+from rolesanywhere.x509.identity import Identity
+from rolesanywhere.x509.keys import ALGORITHM_ECDSA, ALGORITHM_RSA, SoftwareSigningKey
 
 DENIED = "AccessDeniedException"
 INVALID = "ValidationException"

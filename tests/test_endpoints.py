@@ -6,14 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rolesanywhere.endpoints import (
+from rolesanywhere.errors import InvalidParameterError
+from rolesanywhere.session.endpoints import (
     PARTITIONS,
     Endpoint,
     partition_for_region,
     resolve_endpoint,
     split_fips_region,
 )
-from rolesanywhere.errors import InvalidParameterError
 
 NO_ENV: dict[str, str] = {}
 

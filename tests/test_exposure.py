@@ -13,14 +13,14 @@ from typing import Any
 import httpx
 import pytest
 
-from rolesanywhere.awsconfig import CredentialProcessError, ProcessCredentialSource
-from rolesanywhere.cli import PASSWORD_FLAG_WARNING, main
+from rolesanywhere.cli.main import PASSWORD_FLAG_WARNING, main
 from rolesanywhere.errors import AccessDeniedError, SourceError, safe_text
-from rolesanywhere.identity import Identity, IdentityLoader
-from rolesanywhere.session import service_error
-from rolesanywhere.shipper import Shipper, ShipperConfig
-from rolesanywhere.sources import describe, file_path, read_source
+from rolesanywhere.profiles.awsconfig import CredentialProcessError, ProcessCredentialSource
+from rolesanywhere.session.protocol import service_error
+from rolesanywhere.ship.shipper import Shipper, ShipperConfig
 from rolesanywhere.testing.pki import PKI
+from rolesanywhere.x509.identity import Identity, IdentityLoader
+from rolesanywhere.x509.sources import describe, file_path, read_source
 from tests.faults import FaultServer, http_response
 from tests.test_cli import run
 
@@ -221,7 +221,7 @@ def test_osis_answers_are_escaped_in_stats(tmp_path: Path) -> None:
 
 
 def test_transport_failure_text_is_escaped() -> None:
-    from rolesanywhere.transport import _detail
+    from rolesanywhere.session.transport import _detail
 
     assert _detail(OSError(f"refused{CLEAR_SCREEN}\n")) == "OSError: refused\\x1b[2J"
 
@@ -233,7 +233,7 @@ def test_credential_process_stderr_is_escaped(caplog: pytest.LogCaptureFixture) 
     )
     source = ProcessCredentialSource([sys.executable, "-c", code])
     with (
-        caplog.at_level(logging.INFO, logger="rolesanywhere.awsconfig"),
+        caplog.at_level(logging.INFO, logger="rolesanywhere.profiles.awsconfig"),
         pytest.raises(CredentialProcessError) as info,
     ):
         source()

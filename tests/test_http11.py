@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from rolesanywhere import http11
-from rolesanywhere.http11 import ProtocolError, Response, ResponseParser, Url
+from rolesanywhere.session import http11
+from rolesanywhere.session.http11 import ProtocolError, Response, ResponseParser, Url
 
 # --- test-side reference encoder and decoder -----------------------------------------------------
 
@@ -686,7 +686,7 @@ def test_no_heavy_imports() -> None:
     heavy = ("http", "http.client", "email", "urllib.parse", "dataclasses", "inspect")
     code = (
         "import sys; before = set(sys.modules); "
-        "import rolesanywhere.http11, rolesanywhere.transport; "
+        "import rolesanywhere.session.http11, rolesanywhere.session.transport; "
         f"print(sorted(m for m in {heavy!r} if m in set(sys.modules) - before))"
     )
     out = subprocess.run(

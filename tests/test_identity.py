@@ -23,8 +23,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rolesanywhere import identity as identity_module
-from rolesanywhere import sources
 from rolesanywhere.errors import (
     CertificateValidityError,
     IdentityError,
@@ -35,20 +33,6 @@ from rolesanywhere.errors import (
     UnsupportedKeyError,
     WrongPasswordError,
 )
-from rolesanywhere.identity import (
-    Identity,
-    IdentityLoader,
-    load_certificate,
-    load_certificates,
-    load_pkcs12,
-    load_private_key,
-)
-from rolesanywhere.keys import (
-    ALGORITHM_ECDSA,
-    ALGORITHM_RSA,
-    SoftwareSigningKey,
-    verify_signature,
-)
 from rolesanywhere.testing.pki import (
     KEY_TYPES,
     PKI,
@@ -57,9 +41,24 @@ from rolesanywhere.testing.pki import (
     generate_private_key,
     openssl_available,
 )
-
-from .conformance import X509, require, x509_cases
-from .strategies import mutations
+from rolesanywhere.x509 import identity as identity_module
+from rolesanywhere.x509 import sources
+from rolesanywhere.x509.identity import (
+    Identity,
+    IdentityLoader,
+    load_certificate,
+    load_certificates,
+    load_pkcs12,
+    load_private_key,
+)
+from rolesanywhere.x509.keys import (
+    ALGORITHM_ECDSA,
+    ALGORITHM_RSA,
+    SoftwareSigningKey,
+    verify_signature,
+)
+from tests.conformance import X509, require, x509_cases
+from tests.strategies import mutations
 
 PASSWORD = b"s3cret-Passw0rd"
 STR_PASSWORD = "pässwörd-ünïcode"
@@ -415,7 +414,7 @@ _HEAVY_MODULES = (
 )
 _IMPORT_CHECK = """
 import sys
-from rolesanywhere.identity import Identity
+from rolesanywhere.x509.identity import Identity
 
 cert, key, chain, password = sys.argv[1:5]
 identity = Identity.load(cert, key, chain or None, password or None)

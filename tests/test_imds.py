@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from botocore.utils import ContainerMetadataFetcher, InstanceMetadataFetcher
 
+from rolesanywhere.cli.imds import ImdsCore, make_server, role_name_from_arn, serve
 from rolesanywhere.credentials import Credentials
 from rolesanywhere.errors import NetworkError
-from rolesanywhere.imds import ImdsCore, make_server, role_name_from_arn, serve
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI, KeyFormat
 

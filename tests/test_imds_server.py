@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from rolesanywhere.cli.imds import BACKLOG, MAX_BODY, ImdsCore, host_allowed, make_server
 from rolesanywhere.credentials import Credentials
-from rolesanywhere.imds import BACKLOG, MAX_BODY, ImdsCore, host_allowed, make_server
 from tests.test_imds import serving
 
 CREDS = Credentials("ASIAIMDS", "imds-secret", "imds-token", datetime.now(UTC) + timedelta(hours=1))

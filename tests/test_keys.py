@@ -1,6 +1,6 @@
 """Signing keys and the fast key reader, differentially against cryptography's loaders.
 
-The fast reader (rolesanywhere.der + keys built from their numbers) must never accept a key
+The fast reader (rolesanywhere.x509.der + keys built from their numbers) must never accept a key
 cryptography would not, nor read a different one: on any doubt it returns ``None`` and
 cryptography's loader runs as before.
 """
@@ -20,16 +20,23 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rolesanywhere import identity as identity_module
-from rolesanywhere.der import (
+from rolesanywhere.errors import RolesAnywhereError, UnsupportedKeyError
+from rolesanywhere.testing.pki import (
+    KEY_TYPES,
+    PKI,
+    UNSUPPORTED_KEY_TYPES,
+    KeyFormat,
+    generate_private_key,
+)
+from rolesanywhere.x509 import identity as identity_module
+from rolesanywhere.x509.der import (
     ECPublicKeyFields,
     RSAPrivateKeyFields,
     RSAPublicKeyFields,
     parse_public_key,
 )
-from rolesanywhere.errors import RolesAnywhereError, UnsupportedKeyError
-from rolesanywhere.identity import load_private_key
-from rolesanywhere.keys import (
+from rolesanywhere.x509.identity import load_private_key
+from rolesanywhere.x509.keys import (
     ALGORITHM_ECDSA,
     ALGORITHM_RSA,
     SigningKey,
@@ -39,16 +46,8 @@ from rolesanywhere.keys import (
     rsa_numbers_consistent,
     verify_signature,
 )
-from rolesanywhere.testing.pki import (
-    KEY_TYPES,
-    PKI,
-    UNSUPPORTED_KEY_TYPES,
-    KeyFormat,
-    generate_private_key,
-)
-
-from .strategies import mutations
-from .test_der import (
+from tests.strategies import mutations
+from tests.test_der import (
     RSA_ALG,
     bits,
     ec_alg,
@@ -506,7 +505,7 @@ def test_fast_match_refuses_other_signing_keys() -> None:
 
 
 def test_private_key_from_fields_checks_the_embedded_point() -> None:
-    from rolesanywhere.der import ECPrivateKeyFields, RSAPrivateKeyFields
+    from rolesanywhere.x509.der import ECPrivateKeyFields, RSAPrivateKeyFields
 
     k = _LEAVES["ec-p384"].private_key
     assert isinstance(k, ec.EllipticCurvePrivateKey)

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from rolesanywhere.auth import SigV4Auth
-from rolesanywhere.loghandler import OsisHandler
+from rolesanywhere.auth.sigv4auth import SigV4Auth
+from rolesanywhere.ship.loghandler import OsisHandler
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.osis import OsisEmulator
 from rolesanywhere.testing.pki import PKI
@@ -270,7 +270,7 @@ def test_against_the_osis_emulator_with_sigv4(
 _EXIT_SCRIPT = textwrap.dedent(
     """
     import logging, sys
-    from rolesanywhere.loghandler import OsisHandler
+    from rolesanywhere.ship.loghandler import OsisHandler
     handler = OsisHandler(sys.argv[1], close_timeout=float(sys.argv[2]), shipper_options={
         "state_dir": sys.argv[3], "trust_env": False, "backoff_base": 0.05,
         "backoff_max": 0.2, "flush_interval": 60})

@@ -2,7 +2,7 @@
 against credentials a real Roles Anywhere emulator issued, storage and the query API.
 
 Requests are signed with botocore's ``SigV4Auth`` (an independent implementation), never with
-``rolesanywhere.signer``.
+``rolesanywhere.sigv4.signer``.
 """
 
 from __future__ import annotations

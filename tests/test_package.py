@@ -40,7 +40,7 @@ def test_import_is_lazy() -> None:
 def test_version_and_help_import_only_what_they_need() -> None:
     for argv in (["version"], ["--help"]):
         loaded = _modules_after(
-            "import contextlib, io\nfrom rolesanywhere.cli import main\n"
+            "import contextlib, io\nfrom rolesanywhere.cli.main import main\n"
             f"with contextlib.redirect_stdout(io.StringIO()): main({argv!r})"
         )
         assert not {"httpx", "cryptography", "asyncio", "ssl", "sqlite3"} & loaded, argv
@@ -48,10 +48,11 @@ def test_version_and_help_import_only_what_they_need() -> None:
 
 def test_credential_process_does_not_import_httpx_or_asyncio() -> None:
     loaded = _modules_after(
-        "import contextlib, io\nfrom rolesanywhere.cli import main\n"
+        "import contextlib, io\nfrom rolesanywhere.cli.main import main\n"
         "with contextlib.redirect_stderr(io.StringIO()): main(['credential-process',"
         " '--trust-anchor-arn', 'x', '--profile-arn', 'y', '--role-arn', 'z'])\n"
-        "import rolesanywhere.client, rolesanywhere.identity, rolesanywhere.transport"
+        "import rolesanywhere.session.client, rolesanywhere.x509.identity,"
+        " rolesanywhere.session.transport"
     )
     assert not {"httpx", "asyncio", "sqlite3"} & loaded
 
@@ -81,12 +82,13 @@ def test_credential_process_from_files_skips_the_heavy_imports(
             "--role-arn", emu.role_arn, "--endpoint", emu.url,
         ]  # fmt: skip
         code = (
-            "import contextlib, io, sys\nfrom rolesanywhere.cli import main\nout = io.StringIO()\n"
+            "import contextlib, io, sys\nfrom rolesanywhere.cli.main import main\n"
+            "out = io.StringIO()\n"
             f"with contextlib.redirect_stdout(out): status = main({argv!r})\n"
             "assert status == 0 and 'AccessKeyId' in out.getvalue(), out.getvalue()"
         )
         loaded = _modules_after(code)
-    assert {"rolesanywhere.identity", "rolesanywhere.transport", "ssl"} <= loaded
+    assert {"rolesanywhere.x509.identity", "rolesanywhere.session.transport", "ssl"} <= loaded
     # Each of these costs milliseconds of every cold start (see benchmarks/bench_cli.py).
     heavy = (
         "cryptography.x509", "cryptography.hazmat.primitives.serialization",

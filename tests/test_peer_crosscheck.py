@@ -26,7 +26,7 @@ from iam_rolesanywhere_session import (
     IAMRolesAnywhereSigner,
 )
 
-from rolesanywhere import sigv4
+from rolesanywhere.sigv4 import canonical as sigv4
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI, IssuedCert
 from tests.conformance import X509, require, x509_cases

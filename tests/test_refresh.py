@@ -20,19 +20,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rolesanywhere import errors
-from rolesanywhere.client import AsyncRolesAnywhereClient, RolesAnywhereClient
 from rolesanywhere.credentials import Credentials
-from rolesanywhere.identity import Identity
-from rolesanywhere.refresh import (
+from rolesanywhere.retry import RetryPolicy
+from rolesanywhere.session.client import AsyncRolesAnywhereClient, RolesAnywhereClient
+from rolesanywhere.session.refresh import (
     ADVISORY_BACKOFF_BASE,
     MIN_REMAINING,
     RefreshingCredentials,
     refresh_windows,
 )
-from rolesanywhere.retry import RetryPolicy
 from rolesanywhere.testing import emulator as emulator_module
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI
+from rolesanywhere.x509.identity import Identity
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 ONE_ATTEMPT = RetryPolicy(max_attempts=1)
@@ -186,12 +186,12 @@ def test_advisory_failure_keeps_credentials_and_warns(caplog: pytest.LogCaptureF
     clock.advance(3600 - 900)
     # A careless source that puts a secret in its error message: the log must not repeat it.
     source.fail = RuntimeError(f"upstream said no to {first.secret_access_key}")
-    with caplog.at_level(logging.DEBUG, logger="rolesanywhere.refresh"):
+    with caplog.at_level(logging.DEBUG, logger="rolesanywhere.session.refresh"):
         assert creds.get() is first
     assert creds.failures == 1
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
-    assert warnings[0].name == "rolesanywhere.refresh"
+    assert warnings[0].name == "rolesanywhere.session.refresh"
     message = warnings[0].getMessage()
     assert "RuntimeError: upstream said no" in message
     assert "\n" not in message

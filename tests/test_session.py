@@ -12,14 +12,15 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rolesanywhere import errors, sigv4
-from rolesanywhere.keys import SoftwareSigningKey
-from rolesanywhere.session import (
+from rolesanywhere import errors
+from rolesanywhere.session.protocol import (
     HttpRequest,
     parse_create_session_response,
     service_error,
     sign_x509,
 )
+from rolesanywhere.sigv4 import canonical as sigv4
+from rolesanywhere.x509.keys import SoftwareSigningKey
 from tests.conformance import X509, require, x509_cases
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rolesanywhere.cli import main
-from rolesanywhere.ship import _bar
+from rolesanywhere.cli.main import main
+from rolesanywhere.cli.ship import _bar
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.osis import OsisEmulator
 from rolesanywhere.testing.pki import PKI
@@ -71,14 +71,14 @@ def test_status_lines_while_running(
     rolesanywhere_osis: OsisEmulator,
     tmp_path: Path,
 ) -> None:
-    from rolesanywhere.ship import run_ship
-    from rolesanywhere.shipconfig import ShipConfig, from_args
+    from rolesanywhere.cli.ship import run_ship
+    from rolesanywhere.ship.config import ShipConfig, from_args
 
     log = tmp_path / "app.log"
     log.write_bytes(b"first\n")
     import argparse
 
-    from rolesanywhere.cli import _add_ship_flags
+    from rolesanywhere.cli.main import _add_ship_flags
 
     parser = argparse.ArgumentParser()
     _add_ship_flags(parser)
@@ -195,7 +195,7 @@ def test_disk_full_position_db_is_named_once_and_shipping_goes_on(
 ) -> None:
     """The position DB cannot grow (SQLITE_FULL, as on a full disk): every line is still
     delivered, the cause is named once in one line, and no callback traceback is logged."""
-    from rolesanywhere.tail import Tailer
+    from rolesanywhere.ship.tail import Tailer
 
     real_open = Tailer._open_db
 

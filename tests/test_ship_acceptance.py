@@ -29,9 +29,9 @@ from typing import Any
 
 import pytest
 
-from rolesanywhere.cli import main
-from rolesanywhere.ship import run_ship
-from rolesanywhere.shipconfig import add_ship_arguments, from_args
+from rolesanywhere.cli.main import main
+from rolesanywhere.cli.ship import run_ship
+from rolesanywhere.ship.config import add_ship_arguments, from_args
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.osis import CredentialRecord, OsisEmulator, StaticCredentials
 from rolesanywhere.testing.pki import PKI
@@ -121,7 +121,7 @@ def console_script() -> list[str]:
     return [
         sys.executable,
         "-c",
-        "import sys; from rolesanywhere.cli import main; sys.exit(main())",
+        "import sys; from rolesanywhere.cli.main import main; sys.exit(main())",
     ]
 
 

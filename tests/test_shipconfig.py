@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rolesanywhere.awsconfig import IdentitySettings
 from rolesanywhere.errors import InvalidParameterError
-from rolesanywhere.shipconfig import (
+from rolesanywhere.profiles.awsconfig import IdentitySettings
+from rolesanywhere.ship.config import (
     MAX_BATCH_BYTES,
     ConfigWarning,
     ShipConfig,

@@ -28,11 +28,11 @@ from typing import Any
 import httpx
 import pytest
 
-from rolesanywhere.auth import SigV4Auth
+from rolesanywhere.auth.sigv4auth import SigV4Auth
 from rolesanywhere.credentials import Credentials
 from rolesanywhere.errors import InvalidParameterError
-from rolesanywhere.shipconfig import ShipConfig
-from rolesanywhere.shipper import (
+from rolesanywhere.ship.config import ShipConfig
+from rolesanywhere.ship.shipper import (
     MAX_BATCH_BYTES,
     AsyncShipper,
     Shipper,
@@ -43,7 +43,7 @@ from rolesanywhere.shipper import (
     _Encoder,
     _Ticket,
 )
-from rolesanywhere.tail import Tailer
+from rolesanywhere.ship.tail import Tailer
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.osis import CredentialRecord, OsisEmulator, StaticCredentials
 from rolesanywhere.testing.pki import PKI
@@ -469,7 +469,7 @@ def test_oversize_line_is_truncated_marked_and_counted(
     config = make_config(tmp_path, batch_bytes=limit, path_key="file")
     long_line = ("\u00e9t\u00e9 " * 2000).encode()  # non-ASCII: escaping multiplies its size
     with (
-        caplog.at_level(logging.WARNING, "rolesanywhere.shipper"),
+        caplog.at_level(logging.WARNING, "rolesanywhere.ship.shipper"),
         Shipper(config, transport=server.transport) as shipper,
     ):
         shipper.submit([b"short", long_line, b"after"], source="/a.log")
@@ -1298,7 +1298,7 @@ def test_the_breaker_holds_by_the_clock_and_never_spins(tmp_path: Path) -> None:
 def test_a_bug_while_delivering_sends_the_batch_to_the_dead_letter_not_to_limbo(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from rolesanywhere import shipper as shipper_module
+    from rolesanywhere.ship import shipper as shipper_module
 
     def broken(self: Any, attempt: int, retry_after: float | None) -> float:
         raise ZeroDivisionError("a bug")
@@ -1323,7 +1323,7 @@ def test_a_bug_while_delivering_sends_the_batch_to_the_dead_letter_not_to_limbo(
 def test_a_bug_in_the_async_shipper_also_settles_the_batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rolesanywhere import shipper as shipper_module
+    from rolesanywhere.ship import shipper as shipper_module
 
     def broken(self: Any, attempt: int, retry_after: float | None) -> float:
         raise ZeroDivisionError("a bug")

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rolesanywhere import signer
 from rolesanywhere.credentials import Credentials
 from rolesanywhere.errors import InvalidParameterError, RolesAnywhereError
+from rolesanywhere.sigv4 import signer
 from tests.conformance import (
     SIGV4,
     load_sigv4,

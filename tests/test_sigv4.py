@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rolesanywhere import sigv4
+from rolesanywhere.sigv4 import canonical as sigv4
 from tests.conformance import SIGV4, load_sigv4, require, sigv4_cases
 
 

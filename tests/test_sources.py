@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rolesanywhere import sources
 from rolesanywhere.errors import SourceError
-from rolesanywhere.sources import STDIN, Source, describe, file_path, read_source
+from rolesanywhere.x509 import sources
+from rolesanywhere.x509.sources import STDIN, Source, describe, file_path, read_source
 
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 

@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rolesanywhere.tail import Chunk, PositionsLostError, Tailer, TailError
+from rolesanywhere.ship.tail import Chunk, PositionsLostError, Tailer, TailError
 
 STAT_STEP = 0.3  # more than the tailer's 0.25 s between path checks
 
@@ -542,7 +542,7 @@ def test_restart_resumes_at_committed_offset(tmp_path: Path, clock: FakeClock) -
 CHILD = textwrap.dedent(
     """
     import json, sys, time
-    from rolesanywhere.tail import Tailer
+    from rolesanywhere.ship.tail import Tailer
     t = Tailer(sys.argv[1], state_dir=sys.argv[2], read_from_head=True)
     committed = uncommitted = 0
     for i in range(12):
@@ -895,7 +895,7 @@ def test_disk_full_names_the_cause_once_and_positions_are_written_later(
             (tmp_path / f"{'n' * 150}{i}.log").write_bytes(b"line %d\n" % i)
         clock.advance(61)  # re-scan: 300 new files, each a new row
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="rolesanywhere.tail"):
+        with caplog.at_level(logging.WARNING, logger="rolesanywhere.ship.tail"):
             chunks = drain(t)
             assert len(lines_of(chunks)) == 300
             for _ in range(3):

@@ -14,12 +14,12 @@ from types import TracebackType
 
 import pytest
 
-from rolesanywhere.http11 import Response
-from rolesanywhere.identity import Identity
-from rolesanywhere.session import HttpRequest
+from rolesanywhere.session.http11 import Response
+from rolesanywhere.session.protocol import HttpRequest
+from rolesanywhere.session.transport import USER_AGENT, Answer, StdlibTransport, TransportFailure
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI
-from rolesanywhere.transport import USER_AGENT, Answer, StdlibTransport, TransportFailure
+from rolesanywhere.x509.identity import Identity
 
 Handler = Callable[[socket.socket], None]
 

@@ -30,8 +30,8 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
 
-from .. import sigv4
-from .pki import IssuedCert
+from rolesanywhere.sigv4 import canonical as sigv4
+from rolesanywhere.testing.pki import IssuedCert
 
 __all__ = [
     "Answer",

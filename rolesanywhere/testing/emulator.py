@@ -44,19 +44,30 @@ from urllib.parse import unquote
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
-from .. import sigv4
-from ..credentials import format_expiration
-from ..endpoints import partition_for_region
-from ..errors import UnsupportedKeyError
-from ..keys import ALGORITHM_ECDSA, ALGORITHM_RSA, algorithm_for_public_key, verify_signature
-from ._server import Answer, ServedEmulator, authorization_parameters, clock_skew_error, origin_form
-from .pki import IssuedCert
+from rolesanywhere.credentials import format_expiration
+from rolesanywhere.errors import UnsupportedKeyError
+from rolesanywhere.session.endpoints import partition_for_region
+from rolesanywhere.sigv4 import canonical as sigv4
+from rolesanywhere.testing._server import (
+    Answer,
+    ServedEmulator,
+    authorization_parameters,
+    clock_skew_error,
+    origin_form,
+)
+from rolesanywhere.testing.pki import IssuedCert
+from rolesanywhere.x509.keys import (
+    ALGORITHM_ECDSA,
+    ALGORITHM_RSA,
+    algorithm_for_public_key,
+    verify_signature,
+)
 
 if TYPE_CHECKING:
-    from ..client import AsyncRolesAnywhereClient, RolesAnywhereClient
-    from ..identity import Identity
-    from ._server import Handler
-    from .pki import PKI
+    from rolesanywhere.session.client import AsyncRolesAnywhereClient, RolesAnywhereClient
+    from rolesanywhere.testing._server import Handler
+    from rolesanywhere.testing.pki import PKI
+    from rolesanywhere.x509.identity import Identity
 
 __all__ = [
     "DEFAULT_ACCOUNT_ID",
@@ -401,17 +412,18 @@ class RolesAnywhereEmulator(ServedEmulator):
         self.delay = 0.0
 
     def client(self, identity: Identity, **options: Any) -> RolesAnywhereClient:
-        """A :class:`~rolesanywhere.client.RolesAnywhereClient` for this emulator's trust
+        """A :class:`~rolesanywhere.session.client.RolesAnywhereClient` for this emulator's trust
         anchor, profile and role (see :meth:`for_pki`), without proxies; ``options`` go to it
         (``duration_seconds``, ``retry``, ``timeout``…). Over TLS it trusts the emulator's CA
         (:attr:`ca_bundle`, else :attr:`tls_ca_pem`) unless ``verify=`` is given."""
-        from ..client import RolesAnywhereClient
+        from rolesanywhere.session.client import RolesAnywhereClient
 
         return RolesAnywhereClient(identity, **self._client_options(options))
 
     def async_client(self, identity: Identity, **options: Any) -> AsyncRolesAnywhereClient:
-        """The :class:`~rolesanywhere.client.AsyncRolesAnywhereClient` twin of :meth:`client`."""
-        from ..client import AsyncRolesAnywhereClient
+        """The :class:`~rolesanywhere.session.client.AsyncRolesAnywhereClient` twin of
+        :meth:`client`."""
+        from rolesanywhere.session.client import AsyncRolesAnywhereClient
 
         return AsyncRolesAnywhereClient(identity, **self._client_options(options))
 

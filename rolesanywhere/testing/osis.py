@@ -86,8 +86,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, Self, cast, overload
 from urllib.parse import parse_qs, unquote
 
-from .. import sigv4
-from ._server import (
+from rolesanywhere.sigv4 import canonical as sigv4
+from rolesanywhere.testing._server import (
     Answer,
     Handler,
     ServedEmulator,
@@ -95,8 +95,8 @@ from ._server import (
     clock_skew_error,
     origin_form,
 )
-from .emulator import RecordedRequest
-from .pki import IssuedCert
+from rolesanywhere.testing.emulator import RecordedRequest
+from rolesanywhere.testing.pki import IssuedCert
 
 __all__ = [
     "DEFAULT_INDEX",

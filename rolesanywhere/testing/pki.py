@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12 as _pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 if TYPE_CHECKING:
-    from ..identity import Identity
+    from rolesanywhere.x509.identity import Identity
 
 __all__ = [
     "KEY_TYPES",
@@ -274,7 +274,7 @@ class IssuedCert:
 
     def identity(self) -> Identity:
         """This certificate, its key and its intermediates as a loaded :class:`Identity`."""
-        from ..identity import Identity
+        from rolesanywhere.x509.identity import Identity
 
         return Identity.load(self.cert_pem(), self.key_bytes(), self.chain_pem() or None)
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from .emulator import RolesAnywhereEmulator
-    from .pki import PKI
+    from rolesanywhere.testing.emulator import RolesAnywhereEmulator
+    from rolesanywhere.testing.pki import PKI
 
 __all__ = [
     "rolesanywhere_ca_bundle",
@@ -32,7 +32,7 @@ __all__ = [
 @pytest.fixture(scope="session")
 def rolesanywhere_pki() -> PKI:
     """A root CA and an intermediate CA (EC P-256) issuing test leaves, for the whole session."""
-    from .pki import PKI
+    from rolesanywhere.testing.pki import PKI
 
     return PKI(name="rolesanywhere pytest")
 
@@ -50,7 +50,7 @@ def rolesanywhere_ca_bundle(
 @pytest.fixture
 def rolesanywhere_emulator(rolesanywhere_pki: PKI) -> Iterator[RolesAnywhereEmulator]:
     """A started plain-HTTP emulator trusting the PKI's root, with one role and one profile."""
-    from .emulator import RolesAnywhereEmulator
+    from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 
     with RolesAnywhereEmulator.for_pki(rolesanywhere_pki) as emulator:
         yield emulator
@@ -61,7 +61,7 @@ def rolesanywhere_tls_emulator(
     rolesanywhere_pki: PKI, rolesanywhere_ca_bundle: str
 ) -> Iterator[RolesAnywhereEmulator]:
     """Like ``rolesanywhere_emulator`` over HTTPS; ``.ca_bundle`` verifies its certificate."""
-    from .emulator import RolesAnywhereEmulator
+    from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 
     emulator = RolesAnywhereEmulator.for_pki(rolesanywhere_pki, tls=True)
     emulator.ca_bundle = rolesanywhere_ca_bundle
@@ -78,7 +78,7 @@ def rolesanywhere_tls_emulator(
 #   the CA bundle path.
 
 if TYPE_CHECKING:
-    from .osis import OsisEmulator
+    from rolesanywhere.testing.osis import OsisEmulator
 
 __all__ += ["rolesanywhere_osis", "rolesanywhere_tls_osis"]
 
@@ -88,7 +88,7 @@ def rolesanywhere_osis(
     rolesanywhere_emulator: RolesAnywhereEmulator,
 ) -> Iterator[OsisEmulator]:
     """A started OSIS endpoint checking signatures against ``rolesanywhere_emulator``."""
-    from .osis import OsisEmulator
+    from rolesanywhere.testing.osis import OsisEmulator
 
     with OsisEmulator(
         credentials=rolesanywhere_emulator, region=rolesanywhere_emulator.region
@@ -103,7 +103,7 @@ def rolesanywhere_tls_osis(
     rolesanywhere_emulator: RolesAnywhereEmulator,
 ) -> Iterator[OsisEmulator]:
     """Like ``rolesanywhere_osis`` over HTTPS; ``.ca_bundle`` verifies its certificate."""
-    from .osis import OsisEmulator
+    from rolesanywhere.testing.osis import OsisEmulator
 
     osis = OsisEmulator(
         credentials=rolesanywhere_emulator,

@@ -1,6 +1,6 @@
 """CreateSession, sans-I/O: build and sign the request, read the response.
 
-Nothing here opens a socket; :mod:`rolesanywhere.client` is the thin shell that sends what
+Nothing here opens a socket; :mod:`rolesanywhere.session.client` is the thin shell that sends what
 :func:`build_create_session_request` returns and hands the answer to
 :func:`parse_create_session_response`.
 """
@@ -14,17 +14,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from . import sigv4
-from .arn import (
-    parse_profile_arn,
-    parse_role_arn,
-    parse_trust_anchor_arn,
-    resolve_region,
-    validate_duration,
-    validate_role_session_name,
-)
-from .credentials import Credentials
-from .errors import (
+from rolesanywhere.credentials import Credentials
+from rolesanywhere.errors import (
     AccessDeniedError,
     CredentialsError,
     ResourceNotFoundError,
@@ -33,12 +24,21 @@ from .errors import (
     ThrottlingError,
     safe_text,
 )
-from .values import Value
+from rolesanywhere.session.arn import (
+    parse_profile_arn,
+    parse_role_arn,
+    parse_trust_anchor_arn,
+    resolve_region,
+    validate_duration,
+    validate_role_session_name,
+)
+from rolesanywhere.sigv4 import canonical as sigv4
+from rolesanywhere.values import Value
 
 if TYPE_CHECKING:
-    from .endpoints import Endpoint
-    from .identity import Identity
-    from .keys import SigningKey
+    from rolesanywhere.session.endpoints import Endpoint
+    from rolesanywhere.x509.identity import Identity
+    from rolesanywhere.x509.keys import SigningKey
 
 __all__ = [
     "SERVICE",

@@ -1,8 +1,9 @@
 """Sending a prepared request: httpx (sync and async) and a light stdlib transport.
 
-The clients hand a transport a :class:`~rolesanywhere.session.HttpRequest` and get back an
+The clients hand a transport a :class:`~rolesanywhere.session.protocol.HttpRequest` and get back an
 :class:`Answer` or a :class:`TransportFailure`; they never see a library-specific exception.
-:class:`StdlibTransport` uses the package's own small HTTP/1.1 client (:mod:`rolesanywhere.http11`)
+:class:`StdlibTransport` uses the package's own small HTTP/1.1 client
+(:mod:`rolesanywhere.session.http11`)
 so that the ``credential-process`` command pays neither for importing httpx nor for ``http.client``
 (and the ``email`` package it pulls in) on every cold start; everything else uses httpx.
 
@@ -25,15 +26,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from .errors import RolesAnywhereError
-from .http11 import MAX_BODY, ProtocolError, Response, fetch
+from rolesanywhere.errors import RolesAnywhereError
+from rolesanywhere.session.http11 import MAX_BODY, ProtocolError, Response, fetch
 
 if TYPE_CHECKING:
     import asyncio
 
     import httpx
 
-    from .session import HttpRequest
+    from rolesanywhere.session.protocol import HttpRequest
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
@@ -114,7 +115,7 @@ def resolve_verify(
         try:
             return ssl.create_default_context(cafile=verify)
         except (OSError, ssl.SSLError) as exc:
-            from .errors import NetworkError
+            from rolesanywhere.errors import NetworkError
 
             raise NetworkError(
                 f"cannot use CA bundle {verify}: {_detail(exc)}: check the path (or AWS_CA_BUNDLE)"
@@ -123,7 +124,7 @@ def resolve_verify(
 
 
 def _detail(exc: BaseException) -> str:
-    from .errors import safe_text
+    from rolesanywhere.errors import safe_text
 
     text = safe_text(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -556,7 +557,8 @@ class AsyncHttpxTransport(_HttpxBase["httpx.AsyncClient"]):
 
 
 class StdlibTransport:
-    """One request per connection over :mod:`rolesanywhere.http11`: no proxy support, cheap to
+    """One request per connection over :mod:`rolesanywhere.session.http11`: no proxy support,
+    cheap to
     import.
 
     Meant for short-lived processes (the ``credential-process`` command) that send one request.

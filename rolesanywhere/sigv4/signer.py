@@ -10,7 +10,7 @@ With httpx::
                   request.content, credentials=creds, service="osis", region="us-east-1")
     request.headers.update(signed.headers)
 
-Canonicalisation follows the SigV4 specification (see :mod:`rolesanywhere.sigv4`, checked
+Canonicalisation follows the SigV4 specification (see :mod:`rolesanywhere.sigv4.canonical`, checked
 against the aws-c-auth suite): path normalised and encoded on top of its wire form for every
 service but ``s3`` (decoded and encoded once, not normalised); query keys and values decoded and
 re-encoded, sorted; header names lower-cased and sorted, values trimmed and inner whitespace runs
@@ -47,9 +47,9 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Literal, TypeAlias
 
-from . import sigv4
-from .credentials import Credentials
-from .errors import InvalidParameterError
+from rolesanywhere.credentials import Credentials
+from rolesanywhere.errors import InvalidParameterError
+from rolesanywhere.sigv4 import canonical as sigv4
 
 __all__ = [
     "ALGORITHM",

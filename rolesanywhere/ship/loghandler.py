@@ -24,8 +24,8 @@ The application never waits for the network: ``emit`` puts the event in a bounde
 (``max_queue``) and returns. When the queue is full it waits at most ``block_timeout`` seconds
 (default 0) and then drops the *newest* record, counting it in :attr:`dropped`; a warning goes
 to stderr at most every ``warn_interval`` seconds and once more at close. A background thread
-hands queued events to a :class:`~rolesanywhere.shipper.Shipper` (batching, retries, 413
-splitting, 400 bisection, dead letters: see :mod:`rolesanywhere.shipper`).
+hands queued events to a :class:`~rolesanywhere.ship.shipper.Shipper` (batching, retries, 413
+splitting, 400 bisection, dead letters: see :mod:`rolesanywhere.ship.shipper`).
 
 ``close()`` (also run at interpreter exit, and by ``logging.shutdown``) delivers what it can
 within ``close_timeout`` seconds (default 5), then gives up and says on stderr how many records
@@ -51,7 +51,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from .shipper import Shipper, ShipperClosedError, ShipperConfig, ShipperStats
+from rolesanywhere.ship.shipper import Shipper, ShipperClosedError, ShipperConfig, ShipperStats
 
 __all__ = ["OsisHandler"]
 
@@ -86,8 +86,8 @@ def _plain(value: object, depth: int = 0) -> object:
 class OsisHandler(logging.Handler):
     """Ships log records to an OpenSearch Ingestion pipeline from a background thread.
 
-    ``auth``: a :class:`~rolesanywhere.auth.SigV4Auth` for service ``osis`` (or any
-    ``httpx.Auth``). ``shipper_options``: more :class:`~rolesanywhere.shipper.ShipperConfig`
+    ``auth``: a :class:`~rolesanywhere.auth.sigv4auth.SigV4Auth` for service ``osis`` (or any
+    ``httpx.Auth``). ``shipper_options``: more :class:`~rolesanywhere.ship.shipper.ShipperConfig`
     settings (``state_dir`` for the dead-letter file, ``batch_bytes``, ``retry_limit``...).
     ``stream``: where drop warnings go (default ``sys.stderr``). ``transport``: tests.
     """
@@ -292,7 +292,7 @@ class OsisHandler(logging.Handler):
     def _warn(self, message: str) -> None:
         stream = self._stream or sys.stderr
         try:
-            stream.write(f"rolesanywhere.loghandler: {message}\n")
+            stream.write(f"rolesanywhere.ship.loghandler: {message}\n")
             stream.flush()
         except Exception:  # stderr closed at exit: nothing else to tell
             return

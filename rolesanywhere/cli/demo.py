@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import TextIO
 
-from .credentials import redact
+from rolesanywhere.credentials import redact
 
 __all__ = ["run_demo"]
 
@@ -55,12 +55,12 @@ def run_demo(out: TextIO, *, key_type: str = "ec-p256") -> int:
 
     import httpx
 
-    from .cli import main
-    from .client import RolesAnywhereClient
-    from .identity import IdentityLoader
-    from .testing.emulator import RolesAnywhereEmulator
-    from .testing.osis import OsisEmulator
-    from .testing.pki import PKI, KeyFormat
+    from rolesanywhere.cli.main import main
+    from rolesanywhere.session.client import RolesAnywhereClient
+    from rolesanywhere.testing.emulator import RolesAnywhereEmulator
+    from rolesanywhere.testing.osis import OsisEmulator
+    from rolesanywhere.testing.pki import PKI, KeyFormat
+    from rolesanywhere.x509.identity import IdentityLoader
 
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)

@@ -13,7 +13,7 @@ time the credentials were obtained):
 
 - **advisory**: ``max(MIN_REMAINING, min(15 min, L/4))`` before expiry. One caller refreshes
   while everyone else keeps getting the current credentials at once. A failure keeps the current
-  credentials, logs a warning (logger ``rolesanywhere.refresh``) and waits a backoff (10 s,
+  credentials, logs a warning (logger ``rolesanywhere.session.refresh``) and waits a backoff (10 s,
   doubling, at most 2 min) before the next advisory attempt.
 - **mandatory**: :data:`MIN_REMAINING` (60 s) before expiry, and also when there are no
   credentials yet or after :meth:`~RefreshingCredentials.invalidate`. Callers wait for the one
@@ -45,13 +45,13 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeAlias, TypeVar, Union
 
-from .credentials import Credentials
-from .errors import CredentialsError, safe_text
+from rolesanywhere.credentials import Credentials
+from rolesanywhere.errors import CredentialsError, safe_text
 
 if TYPE_CHECKING:
     import asyncio
 
-    from .client import AsyncRolesAnywhereClient, RolesAnywhereClient
+    from rolesanywhere.session.client import AsyncRolesAnywhereClient, RolesAnywhereClient
 
 __all__ = [
     "ADVISORY_BACKOFF_BASE",
@@ -202,8 +202,9 @@ class _Plan:
 class RefreshingCredentials:
     """Credentials from ``source``, refreshed before they expire, one refresh at a time.
 
-    ``source`` is a :class:`~rolesanywhere.client.RolesAnywhereClient` or
-    :class:`~rolesanywhere.client.AsyncRolesAnywhereClient` (its ``create_session`` is called),
+    ``source`` is a :class:`~rolesanywhere.session.client.RolesAnywhereClient` or
+    :class:`~rolesanywhere.session.client.AsyncRolesAnywhereClient` (its ``create_session`` is
+    called),
     a callable returning :class:`Credentials` or an awaitable of them, or static
     :class:`Credentials` (never refreshed; refused once they have 60 s or less left).
 

@@ -15,8 +15,8 @@ import sys
 import threading
 from pathlib import Path
 
-from .errors import SourceError
-from .values import Value
+from rolesanywhere.errors import SourceError
+from rolesanywhere.values import Value
 
 __all__ = [
     "MAX_SOURCE_BYTES",

@@ -37,15 +37,15 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import httpx
 
-from .credentials import Credentials
-from .endpoints import partition_for_region
-from .errors import InvalidParameterError, RolesAnywhereError
-from .refresh import RefreshingCredentials
-from .signer import UNSIGNED_PAYLOAD, sign
+from rolesanywhere.credentials import Credentials
+from rolesanywhere.errors import InvalidParameterError, RolesAnywhereError
+from rolesanywhere.session.endpoints import partition_for_region
+from rolesanywhere.session.refresh import RefreshingCredentials
+from rolesanywhere.sigv4.signer import UNSIGNED_PAYLOAD, sign
 
 if TYPE_CHECKING:
-    from .client import AsyncRolesAnywhereClient, RolesAnywhereClient
-    from .refresh import CredentialSource
+    from rolesanywhere.session.client import AsyncRolesAnywhereClient, RolesAnywhereClient
+    from rolesanywhere.session.refresh import CredentialSource
 
 __all__ = ["SigV4Auth", "UnsignableBodyError", "region_from_host"]
 
@@ -233,8 +233,8 @@ class SigV4Auth(httpx.Auth):
         ``timeout`` bounds each CreateSession call, retries included (``connect_timeout``:
         connecting), as in :class:`RolesAnywhereClient`. ``options`` go to :class:`SigV4Auth`.
         """
-        from .client import RolesAnywhereClient
-        from .identity import IdentityLoader
+        from rolesanywhere.session.client import RolesAnywhereClient
+        from rolesanywhere.x509.identity import IdentityLoader
 
         client = RolesAnywhereClient(
             IdentityLoader(certificate, private_key, intermediates, password),

@@ -2,7 +2,7 @@
 
 :meth:`Identity.load` reads PEM or DER certificates, PKCS#1 / SEC1 / PKCS#8 keys (plain or
 encrypted), legacy encrypted PEM and PKCS#12, from anything
-:func:`~rolesanywhere.sources.read_source` accepts. Every failure is an
+:func:`~rolesanywhere.x509.sources.read_source` accepts. Every failure is an
 :class:`~rolesanywhere.errors.IdentityError` with a one-line message naming the source and the
 fix, never the key or the password.
 :class:`IdentityLoader` caches the parsed identity and reloads it when a file changes.
@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from . import der as _derlib
-from .errors import (
+from rolesanywhere.errors import (
     CertificateValidityError,
     KeyMismatchError,
     PasswordRequiredError,
@@ -34,15 +33,16 @@ from .errors import (
     UnsupportedKeyError,
     WrongPasswordError,
 )
-from .keys import (
+from rolesanywhere.values import Value
+from rolesanywhere.x509 import der as _derlib
+from rolesanywhere.x509.keys import (
     SigningKey,
     SoftwareSigningKey,
     private_key_from_fields,
     public_key_matches,
     rsa_key_consistent,
 )
-from .sources import SourceSpec, describe, file_path, read_source
-from .values import Value
+from rolesanywhere.x509.sources import SourceSpec, describe, file_path, read_source
 
 __all__ = [
     "CertificateInput",
@@ -318,7 +318,7 @@ def _decrypt_key(
         raise SourceError(_NO_KEY.format(src=label), source=source) from None
 
 
-# The common case, an unencrypted RSA or P-256/384/521 key, is read by rolesanywhere.der and
+# The common case, an unencrypted RSA or P-256/384/521 key, is read by rolesanywhere.x509.der and
 # built from its numbers, which spares the import of cryptography's serialization module
 # (~35 ms). Anything else, or any doubt, goes to cryptography's loader, which words the errors.
 
@@ -528,7 +528,7 @@ def _spki(key: PublicKeyTypes) -> bytes:
 
 def _fast_match(spki: bytes, key: SigningKey) -> bool:
     """Whether the certificate's SPKI is, exactly, ``key``'s public key (read with
-    rolesanywhere.der, so no serialization import); ``False`` for anything unusual."""
+    rolesanywhere.x509.der, so no serialization import); ``False`` for anything unusual."""
     try:
         fields = _derlib.parse_public_key(spki)
     except SourceError:

@@ -109,7 +109,7 @@ Unknown keys are errors (naming the key path). Sizes are byte counts or strings 
     #                              # their end (lines written meanwhile are skipped); unset: refuse
 
     [credentials]
-    # either an AWS profile (see rolesanywhere.awsconfig) ...
+    # either an AWS profile (see rolesanywhere.profiles.awsconfig) ...
     aws_profile = "ingest"
     # ... or a Roles Anywhere identity:
     # certificate = "/etc/pki/client.pem"
@@ -149,14 +149,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from .awsconfig import (
+from rolesanywhere.errors import InvalidParameterError
+from rolesanywhere.profiles.awsconfig import (
     CredentialProvider,
     IdentitySettings,
     credential_source_for_identity,
     credential_source_for_profile,
 )
-from .endpoints import partition_for_region, show
-from .errors import InvalidParameterError
+from rolesanywhere.session.endpoints import partition_for_region, show
 
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
@@ -389,7 +389,7 @@ class ShipConfig:
     state_dir: str = ""
     #: Where to start over when the position database of a state directory used before is
     #: missing, empty or damaged: ``"head"`` (duplicates) or ``"end"`` (skips what was written
-    #: meanwhile); ``None`` refuses to start (see :class:`~rolesanywhere.tail.Tailer`).
+    #: meanwhile); ``None`` refuses to start (see :class:`~rolesanywhere.ship.tail.Tailer`).
     reset_positions: ResetPositions | None = None
     # credentials
     #: A Roles Anywhere identity (the ``credential-process`` flags), or ``None``.
@@ -410,7 +410,8 @@ class ShipConfig:
     def credential_provider(
         self, *, environ: Mapping[str, str] | None = None
     ) -> CredentialProvider:
-        """The credential source for :class:`~rolesanywhere.refresh.RefreshingCredentials`."""
+        """The credential source for
+        :class:`~rolesanywhere.session.refresh.RefreshingCredentials`."""
         if self.identity is not None:
             return credential_source_for_identity(self.identity, environ=environ)
         return credential_source_for_profile(self.aws_profile, environ=environ)
@@ -1657,7 +1658,7 @@ def add_ship_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_credential_arguments(parser: argparse.ArgumentParser) -> None:
-    from .cli import _UNSUPPORTED_FLAGS, PASSWORD_ENV
+    from rolesanywhere.cli.main import _UNSUPPORTED_FLAGS, PASSWORD_ENV
 
     group = parser.add_argument_group(
         "credentials: an AWS profile, or a Roles Anywhere identity (credential-process flags)"
@@ -1713,7 +1714,7 @@ def _add_credential_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _flags_layer(ns: argparse.Namespace) -> _Layer:
-    from .cli import _UNSUPPORTED_FLAGS
+    from rolesanywhere.cli.main import _UNSUPPORTED_FLAGS
 
     layer = _Layer()
 

@@ -17,7 +17,8 @@ credentials as on EC2 (PROTOCOL.md §2):
 :class:`ImdsCore` answers requests as pure data; :func:`serve` runs it in a threaded HTTP server
 bound to 127.0.0.1 only, with ``hop_limit`` as the IP TTL of its answers (1 keeps them on the
 host). Credentials come from a callable, typically
-:meth:`~rolesanywhere.refresh.RefreshingCredentials.get` (refreshed before expiry, one refresh at
+:meth:`~rolesanywhere.session.refresh.RefreshingCredentials.get` (refreshed before expiry,
+one refresh at
 a time); when a refresh fails, credentials that have not expired yet are served on (the Go helper
 serves empty ones with status 200), and only without any is the answer a 500.
 """
@@ -35,8 +36,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .credentials import Credentials, format_expiration
-from .http11 import Response
+from rolesanywhere.credentials import Credentials, format_expiration
+from rolesanywhere.session.http11 import Response
 
 if TYPE_CHECKING:
     from http.server import ThreadingHTTPServer
@@ -51,7 +52,7 @@ __all__ = [
     "serve",
 ]
 
-logger = logging.getLogger("rolesanywhere.imds")
+logger = logging.getLogger("rolesanywhere.cli.imds")
 
 #: Longest token lifetime IMDSv2 grants (6 hours).
 MAX_TOKEN_TTL = 21600

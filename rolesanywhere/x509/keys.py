@@ -13,15 +13,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from .der import (
+from rolesanywhere.errors import UnsupportedKeyError
+from rolesanywhere.values import Value
+from rolesanywhere.x509.der import (
     ECPrivateKeyFields,
     PrivateKeyFields,
     PublicKeyFields,
     RSAPrivateKeyFields,
     RSAPublicKeyFields,
 )
-from .errors import UnsupportedKeyError
-from .values import Value
 
 if TYPE_CHECKING:
     # Only for annotations: the module imports every key type (DSA, X25519…).
@@ -225,7 +225,7 @@ def rsa_key_consistent(key: rsa.RSAPrivateKey) -> bool:
 def private_key_from_fields(
     fields: PrivateKeyFields,
 ) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | None:
-    """The key :func:`~rolesanywhere.der.parse_private_key` read, built from its numbers
+    """The key :func:`~rolesanywhere.x509.der.parse_private_key` read, built from its numbers
     (without :mod:`cryptography.hazmat.primitives.serialization`).
 
     ``None`` when cryptography refuses the numbers, or when an EC key's embedded public key is
@@ -258,7 +258,7 @@ def private_key_from_fields(
 
 
 def public_key_matches(fields: PublicKeyFields, key: PublicKeyTypes) -> bool:
-    """Whether ``key`` is the public key :func:`~rolesanywhere.der.parse_public_key` read."""
+    """Whether ``key`` is the public key :func:`~rolesanywhere.x509.der.parse_public_key` read."""
     if isinstance(fields, RSAPublicKeyFields):
         if not isinstance(key, rsa.RSAPublicKey):
             return False

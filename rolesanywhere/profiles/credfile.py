@@ -23,8 +23,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
-from .credentials import Credentials, format_expiration
-from .errors import (
+from rolesanywhere.credentials import Credentials, format_expiration
+from rolesanywhere.errors import (
     CredentialsFileError,
     IdentityError,
     InvalidParameterError,
@@ -32,7 +32,7 @@ from .errors import (
     ServiceError,
     safe_text,
 )
-from .session import is_retryable_status
+from rolesanywhere.session.protocol import is_retryable_status
 
 __all__ = [
     "REFRESH_BEFORE",
@@ -248,7 +248,7 @@ def next_update_in(credentials: Credentials, now: datetime | None = None) -> flo
 def is_permanent(exc: BaseException) -> bool:
     """Whether no retry can fix ``exc``: the service refused the request with a status the
     client does not retry either (400, 403, 404…: the one decision,
-    :func:`~rolesanywhere.session.is_retryable_status`), or the identity or a parameter is
+    :func:`~rolesanywhere.session.protocol.is_retryable_status`), or the identity or a parameter is
     unusable (expired certificate, wrong key, bad ARN). Network errors, throttling, 5xx, a bad
     answer and a file that cannot be written now may all clear up, so they are retried."""
     if isinstance(exc, ServiceError):

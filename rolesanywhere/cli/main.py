@@ -15,12 +15,12 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
-from .errors import RolesAnywhereError
+from rolesanywhere.errors import RolesAnywhereError
 
 if TYPE_CHECKING:
-    from .client import RolesAnywhereClient
-    from .identity import Identity, IdentityLoader
-    from .keys import SigningKey
+    from rolesanywhere.session.client import RolesAnywhereClient
+    from rolesanywhere.x509.identity import Identity, IdentityLoader
+    from rolesanywhere.x509.keys import SigningKey
 
 __all__ = ["main"]
 
@@ -50,7 +50,7 @@ def _shown(exc: BaseException) -> str:
     key pasted where a path or a choice was expected, which argparse echoes) left out."""
     import re
 
-    from .errors import safe_text
+    from rolesanywhere.errors import safe_text
 
     text = re.sub(
         r"-----BEGIN[^\n]*?-----.*?(-----END[^\n]*?-----|$)", "<PEM text>", str(exc), flags=re.S
@@ -181,7 +181,7 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_sign_string_flags(parser: argparse.ArgumentParser) -> None:
-    from .diagnostics import DIGESTS, FORMATS
+    from rolesanywhere.x509.diagnostics import DIGESTS, FORMATS
 
     add = parser.add_argument
     _add_key_flags(add)
@@ -200,7 +200,7 @@ def _add_read_certificate_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_demo_flags(parser: argparse.ArgumentParser) -> None:
-    from .testing.pki import KEY_TYPES
+    from rolesanywhere.testing.pki import KEY_TYPES
 
     parser.add_argument(
         "--key-type",
@@ -211,7 +211,7 @@ def _add_demo_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_ship_flags(parser: argparse.ArgumentParser) -> None:
-    from .shipconfig import add_ship_arguments
+    from rolesanywhere.ship.config import add_ship_arguments
 
     add_ship_arguments(parser)
     parser.add_argument(
@@ -327,7 +327,7 @@ def _go_booleans(
             if off is not None:
                 out.append(off)
         else:
-            from .endpoints import show
+            from rolesanywhere.session.endpoints import show
 
             raise UsageError(
                 f"{flag} is a switch and takes no value but true or false, got {show(value)}: "
@@ -368,7 +368,7 @@ def _refuse_unsupported(args: argparse.Namespace) -> None:
 def _identity_loader(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> IdentityLoader:
     """The identity the flags name, loaded once (asking for the password on a terminal), then
     re-read whenever its files change: ``update`` and ``serve`` run for days across rotations."""
-    from .identity import IdentityLoader
+    from rolesanywhere.x509.identity import IdentityLoader
 
     _refuse_unsupported(args)
     if not args.certificate:
@@ -393,7 +393,7 @@ def _with_password(
     args: argparse.Namespace, stdin: TextIO, stderr: TextIO, load: Callable[[str | None], _T]
 ) -> _T:
     """``load(password)``; asks for the password on a terminal when the key needs one."""
-    from .errors import PasswordRequiredError
+    from rolesanywhere.errors import PasswordRequiredError
 
     password = _password(args)
     try:
@@ -410,8 +410,8 @@ def _with_password(
 def _client(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> RolesAnywhereClient:
     """The CreateSession client the identity flags describe (the identity loaded on first use,
     after the ARNs and flags were validated)."""
-    from .client import RolesAnywhereClient
-    from .transport import StdlibTransport, resolve_verify
+    from rolesanywhere.session.client import RolesAnywhereClient
+    from rolesanywhere.session.transport import StdlibTransport, resolve_verify
 
     class _Lazy:
         """Loads the identity on first use, after the ARNs and flags were validated."""
@@ -467,8 +467,8 @@ def _credential_process(
 def _update(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     import threading
 
-    from .credfile import credentials_file_path, run_update
-    from .signals import stop_on_signals
+    from rolesanywhere.cli.signals import stop_on_signals
+    from rolesanywhere.profiles.credfile import credentials_file_path, run_update
 
     _warn_password_flag(args, stderr)
     stop = threading.Event()
@@ -494,8 +494,8 @@ def _signing_key(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> Sig
             )
         return _identity_loader(args, stdin, stderr).get().signing_key
     _refuse_unsupported(args)
-    from .identity import load_private_key
-    from .sources import read_source
+    from rolesanywhere.x509.identity import load_private_key
+    from rolesanywhere.x509.sources import read_source
 
     source = read_source(args.private_key, what="private key")
     return _with_password(
@@ -506,9 +506,9 @@ def _signing_key(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> Sig
 def _serve(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     import threading
 
-    from .imds import CONTAINER_PATH, ImdsCore, role_name_from_arn, serve
-    from .refresh import RefreshingCredentials
-    from .signals import stop_on_signals
+    from rolesanywhere.cli.imds import CONTAINER_PATH, ImdsCore, role_name_from_arn, serve
+    from rolesanywhere.cli.signals import stop_on_signals
+    from rolesanywhere.session.refresh import RefreshingCredentials
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0 to 65535, not {args.port}")
@@ -553,7 +553,7 @@ def _serve(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: Text
 
 
 def _sign_string(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
-    from .diagnostics import format_signature, sign_fixed_string
+    from rolesanywhere.x509.diagnostics import format_signature, sign_fixed_string
 
     key = _signing_key(args, stdin, stderr)
     if args.debug:
@@ -581,9 +581,9 @@ def _read_certificate_data(
     _refuse_unsupported(args)
     if not args.certificate:
         raise UsageError("no --certificate given: pass --certificate FILE")
-    from .diagnostics import certificate_data_json
-    from .identity import certificate_der_fields
-    from .sources import read_source
+    from rolesanywhere.x509.diagnostics import certificate_data_json
+    from rolesanywhere.x509.identity import certificate_der_fields
+    from rolesanywhere.x509.sources import read_source
 
     source = read_source(args.certificate, what="certificate")
     der, fields = certificate_der_fields(source.data, source=source.name)
@@ -593,14 +593,14 @@ def _read_certificate_data(
 
 
 def _demo(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
-    from .demo import run_demo
+    from rolesanywhere.cli.demo import run_demo
 
     return run_demo(stdout, key_type=args.key_type)
 
 
 def _ship(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
-    from .ship import run_ship
-    from .shipconfig import from_args
+    from rolesanywhere.cli.ship import run_ship
+    from rolesanywhere.ship.config import from_args
 
     _warn_password_flag(args, stderr)
     return run_ship(
@@ -653,7 +653,7 @@ def main(
         parser = _build_parser(prog, argv)
         args = parser.parse_args(_go_booleans(parser, _wanted(argv), argv))
         if args.command == "version":
-            from . import __version__
+            from rolesanywhere import __version__
 
             print(__version__, file=stdout)
             return 0
@@ -673,7 +673,7 @@ def main(
     except SystemExit as exc:  # --help and friends
         return int(exc.code or 0) if isinstance(exc.code, int) else 1
     except Exception as exc:  # one line, never a traceback, no terminal control sequence
-        from .errors import RolesAnywhereError
+        from rolesanywhere.errors import RolesAnywhereError
 
         if isinstance(exc, RolesAnywhereError):
             print(f"{prog}: {_shown(exc)}", file=stderr)

@@ -13,8 +13,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from .errors import SourceError
-from .values import Value
+from rolesanywhere.errors import SourceError
+from rolesanywhere.values import Value
 
 __all__ = [
     "CertificateFields",

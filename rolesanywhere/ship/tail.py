@@ -157,7 +157,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal, NamedTuple
 
-from .errors import RolesAnywhereError
+from rolesanywhere.errors import RolesAnywhereError
 
 __all__ = ["Chunk", "PositionsLostError", "TailError", "TailStats", "TailedFile", "Tailer"]
 

@@ -5,7 +5,7 @@
 file (``$AWS_SHARED_CREDENTIALS_FILE``, else ``~/.aws/credentials``: sections ``[NAME]``) and
 returns a :class:`CredentialProvider`: a callable returning
 :class:`~rolesanywhere.credentials.Credentials`, ready for
-:class:`~rolesanywhere.refresh.RefreshingCredentials`, with a
+:class:`~rolesanywhere.session.refresh.RefreshingCredentials`, with a
 :attr:`~CredentialProvider.description` for status lines and the profile's ``region``.
 
 Where the credentials come from, first match wins (the botocore order):
@@ -17,15 +17,15 @@ Where the credentials come from, first match wins (the botocore order):
    - ``aws_signing_helper credential-process …`` or ``rolesanywhere credential-process …`` (any
      path to the binary): its arguments are parsed with the very flags of our
      ``credential-process`` command and the credentials are obtained **in-process** with a
-     :class:`~rolesanywhere.client.RolesAnywhereClient` over an
-     :class:`~rolesanywhere.identity.IdentityLoader` (certificate changes are picked up; no
+     :class:`~rolesanywhere.session.client.RolesAnywhereClient` over an
+     :class:`~rolesanywhere.x509.identity.IdentityLoader` (certificate changes are picked up; no
      subprocess). Flags this version cannot honour in-process (``--pkcs11-lib``…) or arguments
      it cannot parse make it fall back to running the command.
    - any other command is run as the SDKs run it: split with :func:`shlex.split` (no shell),
      no stdin, a timeout (60 s), its stdout parsed as
      ``{"Version":1,"AccessKeyId":…,"SecretAccessKey":…,"SessionToken":…,"Expiration":…}``
      (``Version`` must be 1; no or empty ``Expiration`` means the keys do not expire), each
-     stderr line logged (logger ``rolesanywhere.awsconfig``, level INFO). A failure is a
+     stderr line logged (logger ``rolesanywhere.profiles.awsconfig``, level INFO). A failure is a
      one-line :class:`CredentialProcessError` with the exit status and the last stderr line;
      stdout is never shown (it may hold secrets), nor are the command's arguments (they may
      hold a password). Re-running before expiry is ``RefreshingCredentials``'s job.
@@ -57,13 +57,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Self
 
-from .credentials import Credentials
-from .errors import CredentialsError, InvalidParameterError, safe_text
+from rolesanywhere.credentials import Credentials
+from rolesanywhere.errors import CredentialsError, InvalidParameterError, safe_text
 
 if TYPE_CHECKING:
     import argparse
 
-    from .client import RolesAnywhereClient
+    from rolesanywhere.session.client import RolesAnywhereClient
 
 __all__ = [
     "DEFAULT_PROCESS_TIMEOUT",
@@ -139,8 +139,8 @@ class IdentitySettings:
     def validate(self) -> None:
         """Check ARNs, regions, duration and session name without any I/O (raises
         :class:`~rolesanywhere.errors.InvalidParameterError`)."""
-        from .endpoints import resolve_endpoint
-        from .session import SessionParams
+        from rolesanywhere.session.endpoints import resolve_endpoint
+        from rolesanywhere.session.protocol import SessionParams
 
         if not self.certificate.strip():
             raise InvalidParameterError("no certificate given: pass --certificate FILE")
@@ -160,16 +160,16 @@ class IdentitySettings:
 
     def describe(self) -> str:
         """One line for status output (paths and ARNs, never the password)."""
-        from .sources import describe
+        from rolesanywhere.x509.sources import describe
 
         shown = describe(self.certificate) if self.certificate else None
         return f"IAM Roles Anywhere (certificate {shown}, role {self.role_arn})"
 
     def client(self, *, environ: Mapping[str, str] | None = None) -> RolesAnywhereClient:
-        """A :class:`~rolesanywhere.client.RolesAnywhereClient` over an
-        :class:`~rolesanywhere.identity.IdentityLoader` (files re-read when they change)."""
-        from .client import RolesAnywhereClient
-        from .identity import IdentityLoader
+        """A :class:`~rolesanywhere.session.client.RolesAnywhereClient` over an
+        :class:`~rolesanywhere.x509.identity.IdentityLoader` (files re-read when they change)."""
+        from rolesanywhere.session.client import RolesAnywhereClient
+        from rolesanywhere.x509.identity import IdentityLoader
 
         env = os.environ if environ is None else environ
         password = self.password if self.password is not None else env.get(PASSWORD_ENV) or None
@@ -199,7 +199,8 @@ class CredentialProvider:
     ``credential_process`` subprocess) or ``"static"``; ``description`` says where the
     credentials come from (never a secret); ``region`` is the profile's ``region``, if any;
     ``client`` is the Roles Anywhere client for ``kind == "rolesanywhere"``.
-    Pass it to :class:`~rolesanywhere.refresh.RefreshingCredentials`; :meth:`close` releases the
+    Pass it to :class:`~rolesanywhere.session.refresh.RefreshingCredentials`; :meth:`close`
+    releases the
     client's connections.
     """
 
@@ -442,7 +443,7 @@ class ProcessCredentialSource:
 
 
 def _helper_parser() -> argparse.ArgumentParser:
-    from .cli import _add_identity_flags, _Parser
+    from rolesanywhere.cli.main import _add_identity_flags, _Parser
 
     parser = _Parser(prog="aws_signing_helper credential-process", add_help=False)
     _add_identity_flags(parser)
@@ -464,7 +465,7 @@ def parse_helper_command(argv: Sequence[str]) -> IdentitySettings | str | None:
         return None
     if argv[1] != "credential-process":
         return None
-    from .cli import _UNSUPPORTED_FLAGS, UsageError
+    from rolesanywhere.cli.main import _UNSUPPORTED_FLAGS, UsageError
 
     try:
         args = _helper_parser().parse_args(list(argv[2:]))

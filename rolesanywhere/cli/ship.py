@@ -1,8 +1,10 @@
 """``rolesanywhere ship``: follow log files and ship their lines to OpenSearch Ingestion.
 
-Glue between the pieces, each documented in its own module: :class:`~rolesanywhere.tail.Tailer`
-reads the files, :class:`~rolesanywhere.shipper.Shipper` batches and sends through
-:class:`~rolesanywhere.auth.SigV4Auth` with :class:`~rolesanywhere.refresh.RefreshingCredentials`,
+Glue between the pieces, each documented in its own module:
+:class:`~rolesanywhere.ship.tail.Tailer`
+reads the files, :class:`~rolesanywhere.ship.shipper.Shipper` batches and sends through
+:class:`~rolesanywhere.auth.sigv4auth.SigV4Auth` with
+:class:`~rolesanywhere.session.refresh.RefreshingCredentials`,
 and each chunk's file offsets are committed once every line of it was delivered (or quarantined
 to the dead-letter file): at-least-once, with duplicates after a crash bounded by what was in
 flight. While running, a status line goes to stderr every ``status_interval`` seconds; at exit,
@@ -22,12 +24,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from .signals import stop_on_signals
+from rolesanywhere.cli.signals import stop_on_signals
 
 if TYPE_CHECKING:
-    from .shipconfig import ShipConfig
-    from .shipper import Shipper
-    from .tail import Chunk, Tailer
+    from rolesanywhere.ship.config import ShipConfig
+    from rolesanywhere.ship.shipper import Shipper
+    from rolesanywhere.ship.tail import Chunk, Tailer
 
 __all__ = ["run_ship"]
 
@@ -110,10 +112,10 @@ def run_ship(
     install_signals: bool = True,
 ) -> int:
     """Ship until stopped (or, with ``once``, until everything there is delivered)."""
-    from .auth import SigV4Auth
-    from .refresh import RefreshingCredentials
-    from .shipper import Shipper, ShipperConfig, ShipperInterruptedError
-    from .tail import PositionsLostError, Tailer, TailError
+    from rolesanywhere.auth.sigv4auth import SigV4Auth
+    from rolesanywhere.session.refresh import RefreshingCredentials
+    from rolesanywhere.ship.shipper import Shipper, ShipperConfig, ShipperInterruptedError
+    from rolesanywhere.ship.tail import PositionsLostError, Tailer, TailError
 
     stop = stop or threading.Event()
     for warning in config.warnings:

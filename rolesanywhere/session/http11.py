@@ -22,8 +22,8 @@ import ssl
 import time
 from typing import TYPE_CHECKING
 
-from .errors import RolesAnywhereError
-from .values import Value
+from rolesanywhere.errors import RolesAnywhereError
+from rolesanywhere.values import Value
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

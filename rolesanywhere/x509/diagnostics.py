@@ -19,10 +19,15 @@ from typing import Literal
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from .credentials import go_json
-from .der import CertificateFields, ECPublicKeyFields, RSAPublicKeyFields, parse_public_key
-from .errors import UnsupportedKeyError
-from .keys import SigningKey, SoftwareSigningKey
+from rolesanywhere.credentials import go_json
+from rolesanywhere.errors import UnsupportedKeyError
+from rolesanywhere.x509.der import (
+    CertificateFields,
+    ECPublicKeyFields,
+    RSAPublicKeyFields,
+    parse_public_key,
+)
+from rolesanywhere.x509.keys import SigningKey, SoftwareSigningKey
 
 __all__ = [
     "DIGESTS",

@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import re
 
-from rolesanywhere.endpoints import PARTITION_NAMES, partition_for_region, show, split_fips_region
 from rolesanywhere.errors import InvalidParameterError
+from rolesanywhere.session.endpoints import (
+    PARTITION_NAMES,
+    partition_for_region,
+    show,
+    split_fips_region,
+)
 from rolesanywhere.values import Value
 
 __all__ = [

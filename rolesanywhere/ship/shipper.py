@@ -99,14 +99,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .auth import SigV4Auth, region_from_host
-from .errors import InvalidParameterError, RolesAnywhereError, safe_text
-from .retry import RetryPolicy
-from .transport import USER_AGENT, aexchange, exchange, resolve_verify
+from rolesanywhere.auth.sigv4auth import SigV4Auth, region_from_host
+from rolesanywhere.errors import InvalidParameterError, RolesAnywhereError, safe_text
+from rolesanywhere.retry import RetryPolicy
+from rolesanywhere.session.transport import USER_AGENT, aexchange, exchange, resolve_verify
 
 if TYPE_CHECKING:
-    from .shipconfig import ShipConfig
-    from .tail import Chunk
+    from rolesanywhere.ship.config import ShipConfig
+    from rolesanywhere.ship.tail import Chunk
 
 __all__ = [
     "MAX_BATCH_BYTES",
@@ -307,7 +307,7 @@ class ShipperConfig:
             return self.dead_letter_path
         state_dir = self.state_dir
         if not state_dir:
-            from .shipconfig import default_state_dir
+            from rolesanywhere.ship.config import default_state_dir
 
             state_dir = default_state_dir()
         return os.path.join(state_dir, "dead-letter.jsonl")
@@ -1271,7 +1271,7 @@ def _slices(events: Iterable[Event]) -> Iterator[list[Event]]:
 class Shipper(_ShellBase):
     """Ships events from any thread; ``max_in_flight`` worker threads do the HTTP.
 
-    ``auth``: usually a :class:`~rolesanywhere.auth.SigV4Auth` for service ``osis`` (any
+    ``auth``: usually a :class:`~rolesanywhere.auth.sigv4auth.SigV4Auth` for service ``osis`` (any
     ``httpx.Auth``, or ``None`` for an unsigned endpoint). ``on_settled(tokens)`` is called once
     per token when all its events are delivered or quarantined. ``transport`` replaces the
     network (tests). ``clock``/``rand`` drive timers and backoff jitter.

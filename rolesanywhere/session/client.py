@@ -15,18 +15,17 @@ from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Generic, Protocol, Self, TypeVar
 
-from .credentials import Credentials
-from .endpoints import Endpoint, resolve_endpoint
-from .errors import (
+from rolesanywhere.credentials import Credentials
+from rolesanywhere.errors import (
     InvalidArgumentTypeError,
     InvalidParameterError,
     NetworkError,
     RequestTimeoutError,
     RolesAnywhereError,
 )
-from .identity import Identity
-from .retry import RetryPolicy
-from .session import (
+from rolesanywhere.retry import RetryPolicy
+from rolesanywhere.session.endpoints import Endpoint, resolve_endpoint
+from rolesanywhere.session.protocol import (
     SessionParams,
     SignedRequest,
     build_create_session_request,
@@ -34,7 +33,7 @@ from .session import (
     parse_create_session_response,
     service_error,
 )
-from .transport import (
+from rolesanywhere.session.transport import (
     Answer,
     AsyncHttpxTransport,
     AsyncTransport,
@@ -43,7 +42,8 @@ from .transport import (
     TransportFailure,
     resolve_verify,
 )
-from .values import Value
+from rolesanywhere.values import Value
+from rolesanywhere.x509.identity import Identity
 
 __all__ = [
     "AsyncRolesAnywhereClient",
@@ -335,7 +335,8 @@ class RolesAnywhereClient(_ClientBase[SyncTransport]):
     Retries 429, 5xx, connection errors and timeouts (``retry``, 3 attempts by default) with a
     fresh signature each time; ``timeout`` bounds the whole call, retries and waits included,
     and one attempt may take at most half of it (all of it when ``max_attempts`` is 1).
-    ``transport`` defaults to httpx; pass a :class:`~rolesanywhere.transport.StdlibTransport`
+    ``transport`` defaults to httpx; pass a
+    :class:`~rolesanywhere.session.transport.StdlibTransport`
     for a faster start in one-shot processes.
     """
 

@@ -1,0 +1,1 @@
+"""httpx authentication: SigV4Auth (layer 3)."""

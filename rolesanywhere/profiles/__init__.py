@@ -1,0 +1,1 @@
+"""AWS config and credentials files, and the identity and CreateSession settings (layer 3)."""
