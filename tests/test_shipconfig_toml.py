@@ -10,9 +10,7 @@ import pytest
 
 from rolesanywhere.profiles.awsconfig import IdentitySettings
 from rolesanywhere.ship.config.load import detect_format, from_toml
-from rolesanywhere.ship.config.model import (
-    ShipConfigError,
-)
+from rolesanywhere.ship.config.model import ShipConfigError
 from tests.test_shipconfig import (
     ARNS,
     BLOG,
