@@ -4,6 +4,7 @@ retry limits."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from rolesanywhere.session.endpoints import show
 from rolesanywhere.ship.config.model import ShipConfigError
@@ -18,8 +19,7 @@ __all__ = [
 _TRUE = frozenset({"on", "true", "yes"})
 _FALSE = frozenset({"off", "false", "no"})
 _NUMBER = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
-_SIZE_RE = re.compile(_NUMBER + r"\s*([a-z]*)", re.IGNORECASE)
-_TIME_RE = re.compile(_NUMBER + r"\s*([a-z]*)", re.IGNORECASE)
+_AMOUNT_RE = re.compile(_NUMBER + r"\s*([a-z]*)", re.IGNORECASE)
 _SIZE_UNITS = {
     "": 1,
     "b": 1,
@@ -49,26 +49,33 @@ def parse_bool(text: str, what: str = "value") -> bool:
     raise ShipConfigError(f"{what} must be On/Off, true/false or yes/no, not {show(text)}")
 
 
+def _amount(text: str, units: Mapping[str, float]) -> float | None:
+    """A number with one of ``units`` (any case) times that unit's factor; else ``None``."""
+    match = _AMOUNT_RE.fullmatch(text.strip())
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in units:
+        return None
+    return float(match.group(1)) * units[unit]
+
+
 def parse_size(text: str, what: str = "size") -> int:
     """Bytes from ``32000``, ``32k``/``32KB`` (×1000, as Fluent Bit), ``32KiB`` (×1024)…"""
-    match = _SIZE_RE.fullmatch(text.strip())
-    unit = match.group(2).lower() if match else ""
-    if match is None or unit not in _SIZE_UNITS:
+    amount = _amount(text, _SIZE_UNITS)
+    if amount is None:
         raise ShipConfigError(
             f"{what} must be a size such as 32000, 32k, 5M or 1MiB, not {show(text)}"
         )
-    return round(float(match.group(1)) * _SIZE_UNITS[unit])
+    return round(amount)
 
 
 def parse_duration(text: str, what: str = "time") -> float:
     """Seconds from ``5``, ``5s``, ``500ms``, ``1m``, ``1h`` or ``1d``."""
-    match = _TIME_RE.fullmatch(text.strip())
-    unit = match.group(2).lower() if match else ""
-    if match is None or unit not in _TIME_UNITS:
+    amount = _amount(text, _TIME_UNITS)
+    if amount is None:
         raise ShipConfigError(
             f"{what} must be a time such as 5, 5s, 500ms, 1m or 1h, not {show(text)}"
         )
-    return float(match.group(1)) * _TIME_UNITS[unit]
+    return amount
 
 
 def parse_retry_limit(text: str, what: str) -> int | None:
