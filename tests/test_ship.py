@@ -72,7 +72,8 @@ def test_status_lines_while_running(
     tmp_path: Path,
 ) -> None:
     from rolesanywhere.cli.ship import run_ship
-    from rolesanywhere.ship.config import ShipConfig, from_args
+    from rolesanywhere.ship.config.flags import from_args
+    from rolesanywhere.ship.config.model import ShipConfig
 
     log = tmp_path / "app.log"
     log.write_bytes(b"first\n")

@@ -31,7 +31,7 @@ import pytest
 
 from rolesanywhere.cli.main import main
 from rolesanywhere.cli.ship import run_ship
-from rolesanywhere.ship.config import add_ship_arguments, from_args
+from rolesanywhere.ship.config.flags import add_ship_arguments, from_args
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.osis import CredentialRecord, OsisEmulator, StaticCredentials
 from rolesanywhere.testing.pki import PKI

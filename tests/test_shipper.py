@@ -31,7 +31,7 @@ import pytest
 from rolesanywhere.auth.sigv4auth import SigV4Auth
 from rolesanywhere.credentials import Credentials
 from rolesanywhere.errors import InvalidParameterError
-from rolesanywhere.ship.config import ShipConfig
+from rolesanywhere.ship.config.model import ShipConfig
 from rolesanywhere.ship.shipper import (
     MAX_BATCH_BYTES,
     AsyncShipper,

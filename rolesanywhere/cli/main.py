@@ -211,7 +211,7 @@ def _add_demo_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_ship_flags(parser: argparse.ArgumentParser) -> None:
-    from rolesanywhere.ship.config import add_ship_arguments
+    from rolesanywhere.ship.config.flags import add_ship_arguments
 
     add_ship_arguments(parser)
     parser.add_argument(
@@ -600,7 +600,7 @@ def _demo(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextI
 
 def _ship(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     from rolesanywhere.cli.ship import run_ship
-    from rolesanywhere.ship.config import from_args
+    from rolesanywhere.ship.config.flags import from_args
 
     _warn_password_flag(args, stderr)
     return run_ship(

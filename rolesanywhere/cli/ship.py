@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, TextIO
 from rolesanywhere.cli.signals import stop_on_signals
 
 if TYPE_CHECKING:
-    from rolesanywhere.ship.config import ShipConfig
+    from rolesanywhere.ship.config.model import ShipConfig
     from rolesanywhere.ship.shipper import Shipper
     from rolesanywhere.ship.tail import Chunk, Tailer
 

@@ -105,7 +105,7 @@ from rolesanywhere.retry import RetryPolicy
 from rolesanywhere.session.transport import USER_AGENT, aexchange, exchange, resolve_verify
 
 if TYPE_CHECKING:
-    from rolesanywhere.ship.config import ShipConfig
+    from rolesanywhere.ship.config.model import ShipConfig
     from rolesanywhere.ship.tail import Chunk
 
 __all__ = [
@@ -307,7 +307,7 @@ class ShipperConfig:
             return self.dead_letter_path
         state_dir = self.state_dir
         if not state_dir:
-            from rolesanywhere.ship.config import default_state_dir
+            from rolesanywhere.ship.config.model import default_state_dir
 
             state_dir = default_state_dir()
         return os.path.join(state_dir, "dead-letter.jsonl")
