@@ -13,12 +13,10 @@ from hypothesis import strategies as st
 from rolesanywhere.errors import InvalidParameterError
 from rolesanywhere.profiles.awsconfig import IdentitySettings
 from rolesanywhere.ship.config import (
-    MAX_BATCH_BYTES,
     ConfigWarning,
     ShipConfig,
     ShipConfigError,
     add_ship_arguments,
-    default_state_dir,
     detect_format,
     from_args,
     from_fluent_bit,
@@ -27,8 +25,8 @@ from rolesanywhere.ship.config import (
     parse_bool,
     parse_duration,
     parse_size,
-    region_from_osis_host,
 )
+from rolesanywhere.ship.shipperconfig import MAX_BATCH_BYTES
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI
 
@@ -493,11 +491,6 @@ def test_value_parsers() -> None:
 
 
 def test_region_inference() -> None:
-    assert region_from_osis_host(HOST) == "us-east-1"
-    assert region_from_osis_host("logs-x1.ap-southeast-2.osis.amazonaws.com") == "ap-southeast-2"
-    assert region_from_osis_host("ingest.example.com") is None
-    assert region_from_osis_host("x.notaregion.osis.amazonaws.com") is None
-    assert region_from_osis_host(None) is None
     config, _ = fb(minimal().replace("us-east-1", "eu-central-1"))
     assert config.region == "eu-central-1"
 
@@ -836,12 +829,6 @@ def test_unreadable_config_file(tmp_path: Path) -> None:
     args = ship_parser().parse_args(["-c", str(tmp_path / "nope.conf")])
     with pytest.raises(ShipConfigError, match="cannot read the configuration file"):
         from_args(args, environ=ENV)
-
-
-def test_default_state_dir() -> None:
-    assert default_state_dir({"STATE_DIRECTORY": "/var/lib/ship:/x"}) == "/var/lib/ship"
-    assert default_state_dir({"XDG_STATE_HOME": "/s"}) == "/s/rolesanywhere/ship"
-    assert default_state_dir({"HOME": "/h"}) == "/h/.local/state/rolesanywhere/ship"
 
 
 # --- credentials end to end ---------------------------------------------------------------------

@@ -149,6 +149,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from rolesanywhere.auth.sigv4auth import region_from_host
 from rolesanywhere.errors import InvalidParameterError
 from rolesanywhere.profiles.awsconfig import (
     CredentialProvider,
@@ -157,15 +158,15 @@ from rolesanywhere.profiles.awsconfig import (
     credential_source_for_profile,
 )
 from rolesanywhere.session.endpoints import partition_for_region, show
+from rolesanywhere.ship.shipperconfig import MAX_BATCH_BYTES
+from rolesanywhere.ship.statedir import default_state_dir
 
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
-    "MAX_BATCH_BYTES",
     "ConfigWarning",
     "ShipConfig",
     "ShipConfigError",
     "add_ship_arguments",
-    "default_state_dir",
     "detect_format",
     "from_args",
     "from_fluent_bit",
@@ -174,11 +175,8 @@ __all__ = [
     "parse_bool",
     "parse_duration",
     "parse_size",
-    "region_from_osis_host",
 ]
 
-#: The largest request body (before compression) Data Prepper handles without silent drops.
-MAX_BATCH_BYTES = 1 << 20
 DEFAULT_MAX_LINE_BYTES = 32 * 1024
 _MAX_INCLUDE_DEPTH = 16
 
@@ -284,36 +282,6 @@ def _parse_retry_limit(text: str, what: str) -> int | None:
 
 def _split_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
-_OSIS_HOST = re.compile(r"[^.]+\.([a-z0-9-]+)\.osis\.[a-z0-9.-]+\.?")
-
-
-def region_from_osis_host(host: str | None) -> str | None:
-    """``us-east-1`` from ``{pipeline}-{id}.us-east-1.osis.amazonaws.com``; else ``None``."""
-    if not host:
-        return None
-    match = _OSIS_HOST.fullmatch(host.strip().lower())
-    if match is None:
-        return None
-    try:
-        partition_for_region(match.group(1))
-    except InvalidParameterError:
-        return None
-    return match.group(1)
-
-
-def default_state_dir(environ: Mapping[str, str] | None = None) -> str:
-    """``$STATE_DIRECTORY`` (systemd ``StateDirectory=``), else
-    ``$XDG_STATE_HOME/rolesanywhere/ship``, else ``~/.local/state/rolesanywhere/ship``."""
-    env = os.environ if environ is None else environ
-    systemd = env.get("STATE_DIRECTORY", "").split(":")[0]
-    if systemd:
-        return systemd
-    base = env.get("XDG_STATE_HOME") or os.path.join(
-        env.get("HOME") or os.path.expanduser("~"), ".local", "state"
-    )
-    return os.path.join(base, "rolesanywhere", "ship")
 
 
 # --- the configuration ----------------------------------------------------------------------------
@@ -2006,7 +1974,7 @@ def _build_url(m: _Merged) -> str:
 
 def _build_region(m: _Merged) -> str:
     host = str(m.get("host") or "")
-    inferred = region_from_osis_host(host)
+    inferred = region_from_host(host)
     region = m.get("region")
     if region:
         region = str(region).strip()
