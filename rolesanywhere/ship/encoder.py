@@ -128,15 +128,21 @@ class Encoder:
         return out
 
     def _oversize_line(self, text: str, head: str, tail: str, item: str, out: Encoded) -> None:
+        cut = None
         if self.config.oversize == "truncate":
             marked = tail[:-1] + self.marker + "}"
             cut = self._truncate(text, lambda s: head + _esc(s) + marked)
-            if cut is not None:
-                out.items.append(cut)
-                out.nbytes += len(cut)
-                out.truncated += 1
-                return
-        out.rejects.append((item, self._too_big(len(item)), "oversize"))
+        self._cut_or_reject(cut, item, out)
+
+    def _cut_or_reject(self, cut: str | None, item: str, out: Encoded) -> None:
+        """Keep ``cut`` (the oversize ``item`` truncated), or reject ``item`` when it could not
+        be cut."""
+        if cut is not None:
+            out.items.append(cut)
+            out.nbytes += len(cut)
+            out.truncated += 1
+        else:
+            out.rejects.append((item, self._too_big(len(item)), "oversize"))
 
     def _too_big(self, size: int) -> str:
         return (
@@ -184,6 +190,7 @@ class Encoder:
             out.nbytes += len(item)
             return
         log = doc.get(self.log_key)
+        cut = None
         if self.config.oversize == "truncate" and isinstance(log, str):
             marked = dict(doc)
             marked[self.truncated_key] = True
@@ -193,9 +200,4 @@ class Encoder:
                 return dumps(marked)
 
             cut = self._truncate(log, build)
-            if cut is not None:
-                out.items.append(cut)
-                out.nbytes += len(cut)
-                out.truncated += 1
-                return
-        out.rejects.append((item, self._too_big(len(item)), "oversize"))
+        self._cut_or_reject(cut, item, out)
