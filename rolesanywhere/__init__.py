@@ -52,7 +52,8 @@ if TYPE_CHECKING:
     from rolesanywhere.session.endpoints import Endpoint
     from rolesanywhere.session.refresh import RefreshingCredentials
     from rolesanywhere.ship.loghandler import OsisHandler
-    from rolesanywhere.ship.shipper import AsyncShipper, Shipper, ShipperConfig
+    from rolesanywhere.ship.shipper import AsyncShipper, Shipper
+    from rolesanywhere.ship.shipperconfig import ShipperConfig
     from rolesanywhere.x509.identity import Identity, IdentityLoader
     from rolesanywhere.x509.keys import SigningKey, SoftwareSigningKey
 
@@ -78,7 +79,7 @@ _EXPORTS: dict[str, str] = {
     "OsisHandler": "ship.loghandler",
     "AsyncShipper": "ship.shipper",
     "Shipper": "ship.shipper",
-    "ShipperConfig": "ship.shipper",
+    "ShipperConfig": "ship.shipperconfig",
     "Identity": "x509.identity",
     "IdentityLoader": "x509.identity",
     "SigningKey": "x509.keys",

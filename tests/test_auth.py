@@ -296,6 +296,12 @@ def test_region_inference() -> None:
     assert region_from_host("x.aoss.cn-north-1.amazonaws.com.cn") == "cn-north-1"
     assert region_from_host("s3.dualstack.ap-south-1.amazonaws.com") == "ap-south-1"
     assert region_from_host("localhost") is None
+    # the one region inference, also for rolesanywhere ship's configuration
+    assert region_from_host("my-pipeline-abc123def456.us-east-1.osis.amazonaws.com") == "us-east-1"
+    assert region_from_host("logs-x1.ap-southeast-2.osis.amazonaws.com") == "ap-southeast-2"
+    assert region_from_host("ingest.example.com") is None
+    assert region_from_host("x.notaregion.osis.amazonaws.com") is None
+    assert region_from_host("") is None
     auth = SigV4Auth(creds(), service="osis")
     transport = httpx.MockTransport(Server())
     with (

@@ -13,15 +13,13 @@ import pytest
 
 from rolesanywhere.ship.config.flags import add_ship_arguments, from_args
 from rolesanywhere.ship.config.load import from_fluent_bit, from_toml
-from rolesanywhere.ship.config.merge import region_from_osis_host
 from rolesanywhere.ship.config.model import (
-    MAX_BATCH_BYTES,
     ConfigWarning,
     ShipConfig,
     ShipConfigError,
-    default_state_dir,
 )
 from rolesanywhere.ship.config.units import parse_bool, parse_duration, parse_size
+from rolesanywhere.ship.shipperconfig import MAX_BATCH_BYTES
 
 HOST = "my-pipeline-abc123def456.us-east-1.osis.amazonaws.com"
 ENV = {"HOME": "/home/shipper"}
@@ -136,11 +134,6 @@ def test_value_parsers() -> None:
 
 
 def test_region_inference() -> None:
-    assert region_from_osis_host(HOST) == "us-east-1"
-    assert region_from_osis_host("logs-x1.ap-southeast-2.osis.amazonaws.com") == "ap-southeast-2"
-    assert region_from_osis_host("ingest.example.com") is None
-    assert region_from_osis_host("x.notaregion.osis.amazonaws.com") is None
-    assert region_from_osis_host(None) is None
     config, _ = fb(minimal().replace("us-east-1", "eu-central-1"))
     assert config.region == "eu-central-1"
 
@@ -188,9 +181,3 @@ def test_record_field_collisions() -> None:
     )
     with pytest.raises(ShipConfigError, match="record field 'log' is used twice"):
         from_toml(toml, environ=ENV)
-
-
-def test_default_state_dir() -> None:
-    assert default_state_dir({"STATE_DIRECTORY": "/var/lib/ship:/x"}) == "/var/lib/ship"
-    assert default_state_dir({"XDG_STATE_HOME": "/s"}) == "/s/rolesanywhere/ship"
-    assert default_state_dir({"HOME": "/h"}) == "/h/.local/state/rolesanywhere/ship"

@@ -31,7 +31,12 @@ import pytest
 from rolesanywhere.auth.sigv4auth import SigV4Auth
 from rolesanywhere.credentials import Credentials
 from rolesanywhere.errors import InvalidParameterError
+from rolesanywhere.ship import core as core_module
+from rolesanywhere.ship.batch import Ticket
+from rolesanywhere.ship.build import shipper_config
 from rolesanywhere.ship.config.model import ShipConfig
+from rolesanywhere.ship.core import Core
+from rolesanywhere.ship.encoder import Encoder
 from rolesanywhere.ship.shipper import (
     MAX_BATCH_BYTES,
     AsyncShipper,
@@ -39,10 +44,8 @@ from rolesanywhere.ship.shipper import (
     ShipperClosedError,
     ShipperConfig,
     ShipperInterruptedError,
-    _Core,
-    _Encoder,
-    _Ticket,
 )
+from rolesanywhere.ship.statedir import default_state_dir
 from rolesanywhere.ship.tail import Tailer
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.osis import CredentialRecord, OsisEmulator, StaticCredentials
@@ -112,6 +115,23 @@ class Server:
     def logs(self) -> list[str]:
         with self.lock:
             return [event["log"] for event in self.delivered]
+
+
+class FakeClock:
+    """A clock that moves only when told, or when a shipper pauses on it: ``wait`` returns at
+    once, the clock moved on by the pause (pauses of several workers add up)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        with self.lock:
+            self.now += seconds
+        return event.is_set()
 
 
 def dead_letters(config: ShipperConfig) -> list[dict[str, Any]]:
@@ -221,6 +241,12 @@ def test_dead_letter_path_defaults_to_state_dir(tmp_path: Path) -> None:
     assert config.resolved_dead_letter_path() == str(tmp_path / "dead-letter.jsonl")
 
 
+def test_default_state_dir() -> None:
+    assert default_state_dir({"STATE_DIRECTORY": "/var/lib/ship:/x"}) == "/var/lib/ship"
+    assert default_state_dir({"XDG_STATE_HOME": "/s"}) == "/s/rolesanywhere/ship"
+    assert default_state_dir({"HOME": "/h"}) == "/h/.local/state/rolesanywhere/ship"
+
+
 def test_config_from_a_ship_config(tmp_path: Path) -> None:
     ship = ShipConfig(
         paths=("/var/log/*.log",),
@@ -236,7 +262,7 @@ def test_config_from_a_ship_config(tmp_path: Path) -> None:
         fields=(("env", "prod"),),
         state_dir=str(tmp_path),
     )
-    config = ShipperConfig.from_ship_config(ship, max_in_flight=1)
+    config = shipper_config(ship, max_in_flight=1)
     assert (config.url, config.gzip, config.batch_bytes, config.batch_events) == (
         MOCK_URL,
         True,
@@ -293,22 +319,22 @@ def test_lines_become_fluent_bit_records_with_optional_fields(tmp_path: Path) ->
 
 
 def test_date_formats_and_explicit_dates(tmp_path: Path) -> None:
-    encoder = _Encoder(make_config(tmp_path, date_format="iso8601"))
+    encoder = Encoder(make_config(tmp_path, date_format="iso8601"))
     out = encoder.encode([b"x"], None, 1700000000.25)
     assert json.loads(out.items[0])["date"] == "2023-11-14T22:13:20.250000Z"
-    encoder = _Encoder(make_config(tmp_path, date_format="epoch", date_key="ts", log_key="msg"))
+    encoder = Encoder(make_config(tmp_path, date_format="epoch", date_key="ts", log_key="msg"))
     assert json.loads(encoder.encode([b"x"], None, 1700000000.75).items[0]) == {
         "ts": 1700000000,
         "msg": "x",
     }
-    encoder = _Encoder(make_config(tmp_path, date_key=None))
+    encoder = Encoder(make_config(tmp_path, date_key=None))
     assert json.loads(encoder.encode([b"x"], None, 1.0).items[0]) == {"log": "x"}
 
 
 def test_encoding_throughput(tmp_path: Path) -> None:
     """Events/s of encoding alone (printed, not asserted: machines differ)."""
     config = make_config(tmp_path, path_key="file", host_key="host")
-    encoder = _Encoder(config)
+    encoder = Encoder(config)
     sample = [
         b"2024-01-02T03:04:05.123Z INFO [main] com.example.Service - request id=%08d "
         b"user=alice status=200 latency_ms=12" % i
@@ -318,11 +344,11 @@ def test_encoding_throughput(tmp_path: Path) -> None:
     for i in range(0, len(sample), 2048):
         encoder.encode(sample[i : i + 2048], "/var/log/app.log", time.time())
     encode_rate = len(sample) / (time.perf_counter() - started)
-    core = _Core(config)
+    core = Core(config)
     bodies: list[bytes] = []
     started = time.perf_counter()
     for i in range(0, len(sample), 2048):
-        core.add(encoder.encode(sample[i : i + 2048], "/a", time.time()), _Ticket(None), 0.0)
+        core.add(encoder.encode(sample[i : i + 2048], "/a", time.time()), Ticket(None), 0.0)
     while (batch := core.take(1e9)) is not None:
         bodies.append(core.body(batch))
     batch_rate = len(sample) / (time.perf_counter() - started)
@@ -358,8 +384,8 @@ def test_batches_by_size_never_exceed_the_limit_and_keep_order(tmp_path: Path) -
 @pytest.mark.parametrize("whole", [False, True])
 def test_whole_submissions_are_not_split_across_batches(tmp_path: Path, whole: bool) -> None:
     config = make_config(tmp_path, batch_bytes=4096, whole_submissions=whole)
-    encoder, core = _Encoder(config), _Core(config)
-    tickets = [_Ticket(n) for n in range(12)]
+    encoder, core = Encoder(config), Core(config)
+    tickets = [Ticket(n) for n in range(12)]
     for n, ticket in enumerate(tickets):  # submissions of ~1.2 KiB: three fit in a batch
         core.add(
             encoder.encode([b"x" * 100 + b" %d" % i for i in range(9)], None, 1.0), ticket, 0.0
@@ -534,9 +560,9 @@ def test_retryable_statuses_back_off_until_delivered(tmp_path: Path) -> None:
 
 
 def test_backoff_is_exponential_with_full_jitter_and_honours_retry_after(tmp_path: Path) -> None:
-    core = _Core(make_config(tmp_path, backoff_base=0.5, backoff_max=30), rand=lambda: 1.0)
+    core = Core(make_config(tmp_path, backoff_base=0.5, backoff_max=30), rand=lambda: 1.0)
     assert [core.delay(n, None) for n in (1, 2, 3, 6, 7, 20)] == [0.5, 1, 2, 16, 30, 30]
-    jitter = _Core(make_config(tmp_path, backoff_base=0.5, backoff_max=30), rand=lambda: 0.25)
+    jitter = Core(make_config(tmp_path, backoff_base=0.5, backoff_max=30), rand=lambda: 0.25)
     assert jitter.delay(3, None) == 0.5
     assert core.delay(1, 7.0) == 7.0 and core.delay(1, 100.0) == 30
 
@@ -712,7 +738,8 @@ def test_the_breaker_resumes_bisection_after_holding(tmp_path: Path) -> None:
     config = make_config(
         tmp_path, batch_bytes=2048, max_in_flight=1, refusal_breaker=8, refusal_hold=0.05
     )
-    with Shipper(config, transport=server.transport) as shipper:
+    clock = FakeClock()
+    with Shipper(config, transport=server.transport, clock=clock, wait=clock.wait) as shipper:
         shipper.submit(lines(200))
         assert shipper.flush(timeout=30)
         stats = shipper.stats()
@@ -797,14 +824,6 @@ def test_an_unknown_access_key_401_gets_fresh_credentials_at_once(
     assert held.secret_access_key not in caplog.text
     assert held.session_token is not None and held.session_token not in caplog.text
     assert held.secret_access_key not in shipper.status_line()
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def counting_source(issued: list[str]) -> Callable[[], Credentials]:
@@ -1283,11 +1302,12 @@ def test_the_breaker_holds_by_the_clock_and_never_spins(tmp_path: Path) -> None:
         tmp_path, batch_bytes=2048, max_in_flight=4, backoff_base=0, backoff_max=0,
         refusal_breaker=8, refusal_hold=0.5,
     )  # fmt: skip
-    with Shipper(config, transport=server.transport) as shipper:
+    clock = FakeClock()  # the hold and the pauses by the shipper's clock, not the wall's
+    with Shipper(config, transport=server.transport, clock=clock, wait=clock.wait) as shipper:
         shipper.submit(lines(60))
-        started = time.monotonic()
+        started = clock()
         assert shipper.flush(timeout=30)
-        elapsed = time.monotonic() - started
+        elapsed = clock() - started
         stats = shipper.stats()
     assert stats.quarantined == {"400": 60} and stats.refusal_trips >= 1
     assert elapsed >= 0.5 * stats.refusal_trips * 0.9
@@ -1298,12 +1318,10 @@ def test_the_breaker_holds_by_the_clock_and_never_spins(tmp_path: Path) -> None:
 def test_a_bug_while_delivering_sends_the_batch_to_the_dead_letter_not_to_limbo(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from rolesanywhere.ship import shipper as shipper_module
-
     def broken(self: Any, attempt: int, retry_after: float | None) -> float:
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(shipper_module._Core, "delay", broken)
+    monkeypatch.setattr(core_module.Core, "delay", broken)
     server = Server(script=[503])  # the retry asks for a delay: the bug
     config = make_config(tmp_path, max_in_flight=1)
     with Shipper(config, transport=server.transport) as shipper:
@@ -1323,12 +1341,10 @@ def test_a_bug_while_delivering_sends_the_batch_to_the_dead_letter_not_to_limbo(
 def test_a_bug_in_the_async_shipper_also_settles_the_batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rolesanywhere.ship import shipper as shipper_module
-
     def broken(self: Any, attempt: int, retry_after: float | None) -> float:
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(shipper_module._Core, "delay", broken)
+    monkeypatch.setattr(core_module.Core, "delay", broken)
     server = Server(script=[503])
     config = make_config(tmp_path, max_in_flight=1)
 

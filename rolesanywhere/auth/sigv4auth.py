@@ -252,6 +252,17 @@ class SigV4Auth(httpx.Auth):
     def __repr__(self) -> str:
         return f"SigV4Auth(service={self.service!r}, region={self.region!r})"
 
+    def check_endpoint(self, url: str) -> None:
+        """Raise :class:`InvalidParameterError` now, not at the first request, when no signing
+        region is known for ``url``: none given and none named by its host."""
+        if self.region is None:
+            host = httpx.URL(url).host
+            if region_from_host(host) is None:
+                raise InvalidParameterError(
+                    f"cannot tell the signing region from host {host!r}: create the SigV4Auth "
+                    "with region='us-east-1' (or the pipeline's region)"
+                )
+
     def refresh_if_stale(self, response: httpx.Response) -> bool:
         """Whether ``response`` (read) says the credentials that signed it are expired or
         invalid *and* other credentials may be used now; if so, a refresh may be forced.

@@ -114,7 +114,8 @@ def run_ship(
     """Ship until stopped (or, with ``once``, until everything there is delivered)."""
     from rolesanywhere.auth.sigv4auth import SigV4Auth
     from rolesanywhere.session.refresh import RefreshingCredentials
-    from rolesanywhere.ship.shipper import Shipper, ShipperConfig, ShipperInterruptedError
+    from rolesanywhere.ship.build import shipper_config
+    from rolesanywhere.ship.shipper import Shipper, ShipperInterruptedError
     from rolesanywhere.ship.tail import PositionsLostError, Tailer, TailError
 
     stop = stop or threading.Event()
@@ -160,7 +161,7 @@ def run_ship(
     # One request in flight, and each tail chunk (a quarter batch) sent whole in one request:
     # after a crash the duplicates are at most the batch that was in flight.
     shipper = Shipper(
-        ShipperConfig.from_ship_config(config, max_in_flight=1, whole_submissions=True),
+        shipper_config(config, max_in_flight=1, whole_submissions=True),
         auth,
         on_settled=commit,
     )

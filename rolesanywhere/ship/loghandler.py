@@ -51,7 +51,10 @@ from typing import Any, TextIO
 
 import httpx
 
-from rolesanywhere.ship.shipper import Shipper, ShipperClosedError, ShipperConfig, ShipperStats
+from rolesanywhere.ship.shell import ShipperClosedError
+from rolesanywhere.ship.shipper import Shipper
+from rolesanywhere.ship.shipperconfig import ShipperConfig
+from rolesanywhere.ship.stats import ShipperStats
 
 __all__ = ["OsisHandler"]
 
@@ -87,8 +90,9 @@ class OsisHandler(logging.Handler):
     """Ships log records to an OpenSearch Ingestion pipeline from a background thread.
 
     ``auth``: a :class:`~rolesanywhere.auth.sigv4auth.SigV4Auth` for service ``osis`` (or any
-    ``httpx.Auth``). ``shipper_options``: more :class:`~rolesanywhere.ship.shipper.ShipperConfig`
-    settings (``state_dir`` for the dead-letter file, ``batch_bytes``, ``retry_limit``...).
+    ``httpx.Auth``). ``shipper_options``: more
+    :class:`~rolesanywhere.ship.shipperconfig.ShipperConfig` settings (``state_dir`` for the
+    dead-letter file, ``batch_bytes``, ``retry_limit``...).
     ``stream``: where drop warnings go (default ``sys.stderr``). ``transport``: tests.
     """
 

@@ -23,7 +23,7 @@ With neither an identity nor ``aws_profile``, credentials come from ``$AWS_PROFI
 Modules (this package imports none of them: import from the module):
 
 - :mod:`rolesanywhere.ship.config.model`: :class:`ShipConfig`, :class:`ShipConfigError`,
-  :class:`ConfigWarning`, :func:`default_state_dir`, and the TOML writer
+  :class:`ConfigWarning`, and the TOML writer
   (:meth:`ShipConfig.to_toml`);
 - :mod:`rolesanywhere.ship.config.units`: booleans, sizes, times and retry limits as written;
 - :mod:`rolesanywhere.ship.config.fluentbit_reader`: the classic Fluent Bit syntax;
@@ -33,7 +33,7 @@ Modules (this package imports none of them: import from the module):
   :func:`load_file` and :func:`detect_format`;
 - :mod:`rolesanywhere.ship.config.flags`: :func:`add_ship_arguments` and :func:`from_args`;
 - :mod:`rolesanywhere.ship.config.merge`: what one source says, merging the sources and
-  validating the result, :func:`region_from_osis_host`.
+  validating the result.
 
 Imports stay light: stdlib (``tomllib`` when TOML is read), and modules of this package that
 import neither ``httpx`` nor ``cryptography``.

@@ -12,24 +12,24 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from rolesanywhere.auth.sigv4auth import region_from_host
 from rolesanywhere.errors import InvalidParameterError
 from rolesanywhere.profiles.awsconfig import IdentitySettings
 from rolesanywhere.session.endpoints import partition_for_region, show
 from rolesanywhere.ship.config.model import (
     DEFAULT_MAX_LINE_BYTES,
-    MAX_BATCH_BYTES,
     ConfigWarning,
     DateFormat,
     FieldValue,
     ShipConfig,
     ShipConfigError,
-    default_state_dir,
 )
+from rolesanywhere.ship.shipperconfig import MAX_BATCH_BYTES
+from rolesanywhere.ship.statedir import default_state_dir
 
 __all__ = [
     "Layer",
     "build",
-    "region_from_osis_host",
 ]
 
 # --- layers: what one source says -----------------------------------------------------------------
@@ -103,23 +103,6 @@ def _split_url(text: str, where: str) -> tuple[str, str, int | None, str]:
     uri = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
     return parts.scheme.lower(), host, port, uri
-
-
-_OSIS_HOST = re.compile(r"[^.]+\.([a-z0-9-]+)\.osis\.[a-z0-9.-]+\.?")
-
-
-def region_from_osis_host(host: str | None) -> str | None:
-    """``us-east-1`` from ``{pipeline}-{id}.us-east-1.osis.amazonaws.com``; else ``None``."""
-    if not host:
-        return None
-    match = _OSIS_HOST.fullmatch(host.strip().lower())
-    if match is None:
-        return None
-    try:
-        partition_for_region(match.group(1))
-    except InvalidParameterError:
-        return None
-    return match.group(1)
 
 
 # --- merge and validate ---------------------------------------------------------------------------
@@ -312,7 +295,7 @@ def _build_url(m: _Merged) -> str:
 
 def _build_region(m: _Merged) -> str:
     host = str(m.get("host") or "")
-    inferred = region_from_osis_host(host)
+    inferred = region_from_host(host)
     region = m.get("region")
     if region:
         region = str(region).strip()

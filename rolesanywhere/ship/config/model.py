@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,10 +18,10 @@ from rolesanywhere.profiles.awsconfig import (
     credential_source_for_identity,
     credential_source_for_profile,
 )
+from rolesanywhere.ship.shipperconfig import MAX_BATCH_BYTES
 
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
-    "MAX_BATCH_BYTES",
     "ConfigWarning",
     "DateFormat",
     "FieldValue",
@@ -30,11 +29,8 @@ __all__ = [
     "ResetPositions",
     "ShipConfig",
     "ShipConfigError",
-    "default_state_dir",
 ]
 
-#: The largest request body (before compression) Data Prepper handles without silent drops.
-MAX_BATCH_BYTES = 1 << 20
 DEFAULT_MAX_LINE_BYTES = 32 * 1024
 
 LongLines = Literal["split", "truncate"]
@@ -63,19 +59,6 @@ class ConfigWarning:
 
     def __str__(self) -> str:
         return f"{self.location}: {self.message}" if self.location else self.message
-
-
-def default_state_dir(environ: Mapping[str, str] | None = None) -> str:
-    """``$STATE_DIRECTORY`` (systemd ``StateDirectory=``), else
-    ``$XDG_STATE_HOME/rolesanywhere/ship``, else ``~/.local/state/rolesanywhere/ship``."""
-    env = os.environ if environ is None else environ
-    systemd = env.get("STATE_DIRECTORY", "").split(":")[0]
-    if systemd:
-        return systemd
-    base = env.get("XDG_STATE_HOME") or os.path.join(
-        env.get("HOME") or os.path.expanduser("~"), ".local", "state"
-    )
-    return os.path.join(base, "rolesanywhere", "ship")
 
 
 # --- the configuration ----------------------------------------------------------------------------
