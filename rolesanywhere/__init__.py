@@ -53,8 +53,9 @@ if TYPE_CHECKING:
     from rolesanywhere.session.refresh import RefreshingCredentials
     from rolesanywhere.ship.loghandler import OsisHandler
     from rolesanywhere.ship.shipper import AsyncShipper, Shipper, ShipperConfig
-    from rolesanywhere.x509.identity import Identity, IdentityLoader
+    from rolesanywhere.x509.identity import Identity
     from rolesanywhere.x509.keys import SigningKey, SoftwareSigningKey
+    from rolesanywhere.x509.loader import IdentityLoader
 
 # errors is tiny and has no dependencies: its names need not be listed twice
 from rolesanywhere import errors as _errors
@@ -80,7 +81,7 @@ _EXPORTS: dict[str, str] = {
     "Shipper": "ship.shipper",
     "ShipperConfig": "ship.shipper",
     "Identity": "x509.identity",
-    "IdentityLoader": "x509.identity",
+    "IdentityLoader": "x509.loader",
     "SigningKey": "x509.keys",
     "SoftwareSigningKey": "x509.keys",
     **dict.fromkeys(_errors.__all__, "errors"),

@@ -19,7 +19,8 @@ from rolesanywhere.profiles.awsconfig import CredentialProcessError, ProcessCred
 from rolesanywhere.session.protocol import service_error
 from rolesanywhere.ship.shipper import Shipper, ShipperConfig
 from rolesanywhere.testing.pki import PKI
-from rolesanywhere.x509.identity import Identity, IdentityLoader
+from rolesanywhere.x509.identity import Identity
+from rolesanywhere.x509.loader import IdentityLoader
 from rolesanywhere.x509.sources import describe, file_path, read_source
 from tests.faults import FaultServer, http_response
 from tests.test_cli import run

@@ -43,20 +43,17 @@ from rolesanywhere.testing.pki import (
 )
 from rolesanywhere.x509 import identity as identity_module
 from rolesanywhere.x509 import sources
-from rolesanywhere.x509.identity import (
-    Identity,
-    IdentityLoader,
-    load_certificate,
-    load_certificates,
-    load_pkcs12,
-    load_private_key,
-)
+from rolesanywhere.x509.certificates import load_certificate, load_certificates
+from rolesanywhere.x509.identity import Identity
+from rolesanywhere.x509.keyfiles import load_private_key
 from rolesanywhere.x509.keys import (
     ALGORITHM_ECDSA,
     ALGORITHM_RSA,
     SoftwareSigningKey,
     verify_signature,
 )
+from rolesanywhere.x509.loader import IdentityLoader
+from rolesanywhere.x509.pkcs12 import load_pkcs12
 from tests.conformance import X509, require, x509_cases
 from tests.strategies import mutations
 

@@ -234,7 +234,7 @@ class SigV4Auth(httpx.Auth):
         connecting), as in :class:`RolesAnywhereClient`. ``options`` go to :class:`SigV4Auth`.
         """
         from rolesanywhere.session.client import RolesAnywhereClient
-        from rolesanywhere.x509.identity import IdentityLoader
+        from rolesanywhere.x509.loader import IdentityLoader
 
         client = RolesAnywhereClient(
             IdentityLoader(certificate, private_key, intermediates, password),

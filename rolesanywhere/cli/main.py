@@ -19,8 +19,9 @@ from rolesanywhere.errors import RolesAnywhereError
 
 if TYPE_CHECKING:
     from rolesanywhere.session.client import RolesAnywhereClient
-    from rolesanywhere.x509.identity import Identity, IdentityLoader
+    from rolesanywhere.x509.identity import Identity
     from rolesanywhere.x509.keys import SigningKey
+    from rolesanywhere.x509.loader import IdentityLoader
 
 __all__ = ["main"]
 
@@ -368,7 +369,7 @@ def _refuse_unsupported(args: argparse.Namespace) -> None:
 def _identity_loader(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> IdentityLoader:
     """The identity the flags name, loaded once (asking for the password on a terminal), then
     re-read whenever its files change: ``update`` and ``serve`` run for days across rotations."""
-    from rolesanywhere.x509.identity import IdentityLoader
+    from rolesanywhere.x509.loader import IdentityLoader
 
     _refuse_unsupported(args)
     if not args.certificate:
@@ -494,7 +495,7 @@ def _signing_key(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> Sig
             )
         return _identity_loader(args, stdin, stderr).get().signing_key
     _refuse_unsupported(args)
-    from rolesanywhere.x509.identity import load_private_key
+    from rolesanywhere.x509.keyfiles import load_private_key
     from rolesanywhere.x509.sources import read_source
 
     source = read_source(args.private_key, what="private key")
@@ -581,8 +582,8 @@ def _read_certificate_data(
     _refuse_unsupported(args)
     if not args.certificate:
         raise UsageError("no --certificate given: pass --certificate FILE")
+    from rolesanywhere.x509.certificates import certificate_der_fields
     from rolesanywhere.x509.diagnostics import certificate_data_json
-    from rolesanywhere.x509.identity import certificate_der_fields
     from rolesanywhere.x509.sources import read_source
 
     source = read_source(args.certificate, what="certificate")

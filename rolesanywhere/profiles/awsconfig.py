@@ -18,7 +18,7 @@ Where the credentials come from, first match wins (the botocore order):
      path to the binary): its arguments are parsed with the very flags of our
      ``credential-process`` command and the credentials are obtained **in-process** with a
      :class:`~rolesanywhere.session.client.RolesAnywhereClient` over an
-     :class:`~rolesanywhere.x509.identity.IdentityLoader` (certificate changes are picked up; no
+     :class:`~rolesanywhere.x509.loader.IdentityLoader` (certificate changes are picked up; no
      subprocess). Flags this version cannot honour in-process (``--pkcs11-lib``…) or arguments
      it cannot parse make it fall back to running the command.
    - any other command is run as the SDKs run it: split with :func:`shlex.split` (no shell),
@@ -167,9 +167,9 @@ class IdentitySettings:
 
     def client(self, *, environ: Mapping[str, str] | None = None) -> RolesAnywhereClient:
         """A :class:`~rolesanywhere.session.client.RolesAnywhereClient` over an
-        :class:`~rolesanywhere.x509.identity.IdentityLoader` (files re-read when they change)."""
+        :class:`~rolesanywhere.x509.loader.IdentityLoader` (files re-read when they change)."""
         from rolesanywhere.session.client import RolesAnywhereClient
-        from rolesanywhere.x509.identity import IdentityLoader
+        from rolesanywhere.x509.loader import IdentityLoader
 
         env = os.environ if environ is None else environ
         password = self.password if self.password is not None else env.get(PASSWORD_ENV) or None
