@@ -19,7 +19,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rolesanywhere.auth.sigv4auth import SigV4Auth, UnsignableBodyError
+    from rolesanywhere.auth.sigv4auth import SigV4Auth
     from rolesanywhere.credentials import Credentials
     from rolesanywhere.errors import (
         AccessDeniedError,
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         ServiceValidationError,
         SourceError,
         ThrottlingError,
+        UnsignableBodyError,
         UnsupportedKeyError,
         WrongPasswordError,
     )
@@ -57,7 +58,8 @@ if TYPE_CHECKING:
     from rolesanywhere.x509.keys import SigningKey, SoftwareSigningKey
     from rolesanywhere.x509.loader import IdentityLoader
 
-# errors is tiny and has no dependencies: its names need not be listed twice
+# errors is tiny and has no dependencies: its exported names need not be listed twice (it also
+# holds internal errors, such as the transport's and the command line's: those are not exported)
 from rolesanywhere import errors as _errors
 
 __version__ = "0.1.0"
@@ -67,7 +69,6 @@ __version__ = "0.1.0"
 #: subpackages: rolesanywhere.session, rolesanywhere.sigv4, rolesanywhere.ship, ...
 _EXPORTS: dict[str, str] = {
     "SigV4Auth": "auth.sigv4auth",
-    "UnsignableBodyError": "auth.sigv4auth",
     "Credentials": "credentials",
     "RetryPolicy": "retry",
     "AsyncRolesAnywhereClient": "session.client",
@@ -84,7 +85,6 @@ _EXPORTS: dict[str, str] = {
     "IdentityLoader": "x509.loader",
     "SigningKey": "x509.keys",
     "SoftwareSigningKey": "x509.keys",
-    **dict.fromkeys(_errors.__all__, "errors"),
 }
 
 __all__ = [
@@ -127,6 +127,7 @@ __all__ = [
     "WrongPasswordError",
     "__version__",
 ]
+_EXPORTS.update((name, "errors") for name in __all__ if hasattr(_errors, name))
 
 
 def __getattr__(name: str) -> Any:

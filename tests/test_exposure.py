@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from rolesanywhere.cli.main import PASSWORD_FLAG_WARNING, main
-from rolesanywhere.errors import AccessDeniedError, SourceError, safe_text
-from rolesanywhere.profiles.awsconfig import CredentialProcessError, ProcessCredentialSource
+from rolesanywhere.errors import AccessDeniedError, CredentialProcessError, SourceError, safe_text
+from rolesanywhere.profiles.awsconfig import ProcessCredentialSource
 from rolesanywhere.session.protocol import service_error
 from rolesanywhere.ship.shipper import Shipper, ShipperConfig
 from rolesanywhere.testing.pki import PKI

@@ -659,12 +659,13 @@ def test_stdin_errors_name_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
 class ParseCounter:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls = 0
-        real = identity_module.load_private_key
+        real = load_private_key
 
         def counting(*args: Any, **kwargs: Any) -> Any:
             self.calls += 1
             return real(*args, **kwargs)
 
+        # Identity.load calls the name it imported from keyfiles: patch it there.
         monkeypatch.setattr(identity_module, "load_private_key", counting)
 
 

@@ -10,13 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rolesanywhere.errors import InvalidParameterError
+from rolesanywhere.errors import InvalidParameterError, ShipConfigError
 from rolesanywhere.profiles.awsconfig import IdentitySettings
 from rolesanywhere.ship.config import (
     MAX_BATCH_BYTES,
     ConfigWarning,
     ShipConfig,
-    ShipConfigError,
     add_ship_arguments,
     default_state_dir,
     detect_format,

@@ -30,15 +30,13 @@ import pytest
 
 from rolesanywhere.auth.sigv4auth import SigV4Auth
 from rolesanywhere.credentials import Credentials
-from rolesanywhere.errors import InvalidParameterError
+from rolesanywhere.errors import InvalidParameterError, ShipperClosedError, ShipperInterruptedError
 from rolesanywhere.ship.config import ShipConfig
 from rolesanywhere.ship.shipper import (
     MAX_BATCH_BYTES,
     AsyncShipper,
     Shipper,
-    ShipperClosedError,
     ShipperConfig,
-    ShipperInterruptedError,
     _Core,
     _Encoder,
     _Ticket,

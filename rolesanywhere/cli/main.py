@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
-from rolesanywhere.errors import RolesAnywhereError
+from rolesanywhere.errors import UsageError
 
 if TYPE_CHECKING:
     from rolesanywhere.session.client import RolesAnywhereClient
@@ -57,10 +57,6 @@ def _shown(exc: BaseException) -> str:
         r"-----BEGIN[^\n]*?-----.*?(-----END[^\n]*?-----|$)", "<PEM text>", str(exc), flags=re.S
     )
     return safe_text(text, _MESSAGE_LIMIT)
-
-
-class UsageError(RolesAnywhereError):
-    """Bad command-line usage; reported as one line, exit status 1."""
 
 
 class _Parser(argparse.ArgumentParser):

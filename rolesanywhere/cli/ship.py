@@ -113,9 +113,10 @@ def run_ship(
 ) -> int:
     """Ship until stopped (or, with ``once``, until everything there is delivered)."""
     from rolesanywhere.auth.sigv4auth import SigV4Auth
+    from rolesanywhere.errors import PositionsLostError, ShipperInterruptedError, TailError
     from rolesanywhere.session.refresh import RefreshingCredentials
-    from rolesanywhere.ship.shipper import Shipper, ShipperConfig, ShipperInterruptedError
-    from rolesanywhere.ship.tail import PositionsLostError, Tailer, TailError
+    from rolesanywhere.ship.shipper import Shipper, ShipperConfig
+    from rolesanywhere.ship.tail import Tailer
 
     stop = stop or threading.Event()
     for warning in config.warnings:

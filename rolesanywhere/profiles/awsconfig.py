@@ -58,7 +58,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Self
 
 from rolesanywhere.credentials import Credentials
-from rolesanywhere.errors import CredentialsError, InvalidParameterError, safe_text
+from rolesanywhere.errors import (
+    AwsConfigError,
+    CredentialProcessError,
+    InvalidParameterError,
+    UsageError,
+    safe_text,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -68,9 +74,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_PROCESS_TIMEOUT",
     "HELPER_NAMES",
-    "AwsConfigError",
     "AwsProfile",
-    "CredentialProcessError",
     "CredentialProvider",
     "IdentitySettings",
     "ProcessCredentialSource",
@@ -97,14 +101,6 @@ _INLINE_COMMENT = re.compile(r"\s[#;].*$")
 _LAST_LINE_LIMIT = 200
 
 Kind = Literal["rolesanywhere", "process", "static"]
-
-
-class AwsConfigError(InvalidParameterError):
-    """The AWS config or credentials file does not give usable credentials for the profile."""
-
-
-class CredentialProcessError(CredentialsError):
-    """A ``credential_process`` command failed, timed out or printed unusable output."""
 
 
 # --- Roles Anywhere identity settings -------------------------------------------------------------
@@ -465,7 +461,7 @@ def parse_helper_command(argv: Sequence[str]) -> IdentitySettings | str | None:
         return None
     if argv[1] != "credential-process":
         return None
-    from rolesanywhere.cli.main import _UNSUPPORTED_FLAGS, UsageError
+    from rolesanywhere.cli.main import _UNSUPPORTED_FLAGS
 
     try:
         args = _helper_parser().parse_args(list(argv[2:]))

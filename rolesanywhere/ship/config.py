@@ -149,7 +149,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from rolesanywhere.errors import InvalidParameterError
+from rolesanywhere.errors import InvalidParameterError, ShipConfigError
 from rolesanywhere.profiles.awsconfig import (
     CredentialProvider,
     IdentitySettings,
@@ -186,15 +186,6 @@ LongLines = Literal["split", "truncate"]
 DateFormat = Literal["double", "epoch", "iso8601"]
 ResetPositions = Literal["head", "end"]
 FieldValue = str | int | float | bool
-
-
-class ShipConfigError(InvalidParameterError):
-    """A configuration problem, one line: ``location: what is wrong: how to fix it``."""
-
-    def __init__(self, message: str, *, location: str | None = None) -> None:
-        super().__init__(f"{location}: {message}" if location else message)
-        self.location = location
-        self.problem = message
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,8 @@ from typing import Any, TextIO
 
 import httpx
 
-from rolesanywhere.ship.shipper import Shipper, ShipperClosedError, ShipperConfig, ShipperStats
+from rolesanywhere.errors import ShipperClosedError
+from rolesanywhere.ship.shipper import Shipper, ShipperConfig, ShipperStats
 
 __all__ = ["OsisHandler"]
 

@@ -100,7 +100,13 @@ from urllib.parse import urlsplit
 import httpx
 
 from rolesanywhere.auth.sigv4auth import SigV4Auth, region_from_host
-from rolesanywhere.errors import InvalidParameterError, RolesAnywhereError, safe_text
+from rolesanywhere.errors import (
+    InvalidParameterError,
+    RolesAnywhereError,
+    ShipperClosedError,
+    ShipperInterruptedError,
+    safe_text,
+)
 from rolesanywhere.retry import RetryPolicy
 from rolesanywhere.session.transport import USER_AGENT, aexchange, exchange, resolve_verify
 
@@ -139,18 +145,6 @@ Event = bytes | bytearray | memoryview | str | Mapping[str, Any]
 """One event: a raw line or a record."""
 
 SettleCallback = Callable[[list[Any]], object]
-
-
-class ShipperClosedError(RolesAnywhereError):
-    """The shipper is closed (or closing): nothing more can be submitted."""
-
-
-class ShipperInterruptedError(RolesAnywhereError):
-    """``submit(..., stop=event)`` gave up waiting for room because ``event`` was set.
-
-    Not every event of that submission was queued: its token never settles (a tailer sends
-    its lines again after a restart). What was queued is still sent.
-    """
 
 
 # --- configuration --------------------------------------------------------------------------------
