@@ -73,7 +73,7 @@ import httpx
 
 from rolesanywhere.auth.sigv4auth import SigV4Auth
 from rolesanywhere.credentials import Credentials
-from rolesanywhere.sigv4.signer import SignedRequest, sign
+from rolesanywhere.sigv4.signer import SigV4Signature, sign
 
 HOST = "my-pipeline-abc123.us-east-1.osis.amazonaws.com"
 PATH = "/log/ingest"
@@ -239,7 +239,7 @@ def ours(case: Case) -> list[Contender]:
             _run_flow(auth, request)
         return signature_of(request.headers.get("authorization"))
 
-    def bare() -> SignedRequest:
+    def bare() -> SigV4Signature:
         return sign(
             "POST",
             URL,

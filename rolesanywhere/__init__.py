@@ -19,7 +19,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rolesanywhere.auth.sigv4auth import SigV4Auth, UnsignableBodyError
+    from rolesanywhere.auth.sigv4auth import SigV4Auth
     from rolesanywhere.credentials import Credentials
     from rolesanywhere.errors import (
         AccessDeniedError,
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         ServiceValidationError,
         SourceError,
         ThrottlingError,
+        UnsignableBodyError,
         UnsupportedKeyError,
         WrongPasswordError,
     )
@@ -54,10 +55,12 @@ if TYPE_CHECKING:
     from rolesanywhere.ship.loghandler import OsisHandler
     from rolesanywhere.ship.shipper import AsyncShipper, Shipper
     from rolesanywhere.ship.shipperconfig import ShipperConfig
-    from rolesanywhere.x509.identity import Identity, IdentityLoader
+    from rolesanywhere.x509.identity import Identity
     from rolesanywhere.x509.keys import SigningKey, SoftwareSigningKey
+    from rolesanywhere.x509.loader import IdentityLoader
 
-# errors is tiny and has no dependencies: its names need not be listed twice
+# errors is tiny and has no dependencies: its exported names need not be listed twice (it also
+# holds internal errors, such as the transport's and the command line's: those are not exported)
 from rolesanywhere import errors as _errors
 
 __version__ = "0.1.0"
@@ -67,7 +70,6 @@ __version__ = "0.1.0"
 #: subpackages: rolesanywhere.session, rolesanywhere.sigv4, rolesanywhere.ship, ...
 _EXPORTS: dict[str, str] = {
     "SigV4Auth": "auth.sigv4auth",
-    "UnsignableBodyError": "auth.sigv4auth",
     "Credentials": "credentials",
     "RetryPolicy": "retry",
     "AsyncRolesAnywhereClient": "session.client",
@@ -81,10 +83,9 @@ _EXPORTS: dict[str, str] = {
     "Shipper": "ship.shipper",
     "ShipperConfig": "ship.shipperconfig",
     "Identity": "x509.identity",
-    "IdentityLoader": "x509.identity",
+    "IdentityLoader": "x509.loader",
     "SigningKey": "x509.keys",
     "SoftwareSigningKey": "x509.keys",
-    **dict.fromkeys(_errors.__all__, "errors"),
 }
 
 __all__ = [
@@ -127,6 +128,7 @@ __all__ = [
     "WrongPasswordError",
     "__version__",
 ]
+_EXPORTS.update((name, "errors") for name in __all__ if hasattr(_errors, name))
 
 
 def __getattr__(name: str) -> Any:

@@ -1,8 +1,11 @@
 """Exception hierarchy.
 
-Every error the library raises derives from :class:`RolesAnywhereError`. Messages are one line,
-say what is wrong and how to fix it, and never contain secrets (private keys, passwords, PINs,
-secret access keys or session tokens).
+Every error the library raises derives from :class:`RolesAnywhereError`, and every exception
+class of the package is defined here (private ones internal to a module aside). Messages are one
+line, say what is wrong and how to fix it, and never contain secrets (private keys, passwords,
+PINs, secret access keys or session tokens). The package exports the user-facing ones from
+``rolesanywhere``; the rest (transport, tailer, shipper, configuration and command-line errors)
+are imported from here.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import re
 
 __all__ = [
     "AccessDeniedError",
+    "AwsConfigError",
     "CertificateValidityError",
+    "CredentialProcessError",
     "CredentialsError",
     "CredentialsFileError",
     "IdentityError",
@@ -20,14 +25,23 @@ __all__ = [
     "KeyMismatchError",
     "NetworkError",
     "PasswordRequiredError",
+    "PositionsLostError",
+    "ProtocolError",
     "RequestTimeoutError",
     "ResourceNotFoundError",
     "RolesAnywhereError",
     "ServiceError",
     "ServiceValidationError",
+    "ShipConfigError",
+    "ShipperClosedError",
+    "ShipperInterruptedError",
     "SourceError",
+    "TailError",
     "ThrottlingError",
+    "TransportFailure",
+    "UnsignableBodyError",
     "UnsupportedKeyError",
+    "UsageError",
     "WrongPasswordError",
 ]
 
@@ -84,6 +98,23 @@ class CertificateValidityError(IdentityError):
 
 class InvalidParameterError(RolesAnywhereError, ValueError):
     """An ARN, region, duration, session name or endpoint is malformed or inconsistent."""
+
+
+class AwsConfigError(InvalidParameterError):
+    """The AWS config or credentials file does not give usable credentials for the profile."""
+
+
+class ShipConfigError(InvalidParameterError):
+    """A configuration problem, one line: ``location: what is wrong: how to fix it``."""
+
+    def __init__(self, message: str, *, location: str | None = None) -> None:
+        super().__init__(f"{location}: {message}" if location else message)
+        self.location = location
+        self.problem = message
+
+
+class UsageError(RolesAnywhereError):
+    """Bad command-line usage; reported as one line, exit status 1."""
 
 
 # --- the service ------------------------------------------------------------------------------
@@ -147,6 +178,10 @@ class CredentialsFileError(RolesAnywhereError):
     """The AWS shared credentials file could not be written (``update``)."""
 
 
+class CredentialProcessError(CredentialsError):
+    """A ``credential_process`` command failed, timed out or printed unusable output."""
+
+
 # --- transport --------------------------------------------------------------------------------
 
 
@@ -156,6 +191,76 @@ class NetworkError(RolesAnywhereError):
 
 class RequestTimeoutError(NetworkError):
     """The endpoint did not answer within the configured timeout."""
+
+
+class TransportFailure(RolesAnywhereError):
+    """No usable answer: ``timed_out`` tells a timeout from any other failure.
+
+    ``reached`` is true when the endpoint answered but its answer was unusable (too large, not
+    HTTP); ``hint`` says what to check, when the failure tells (TLS, proxy, size).
+    """
+
+    def __init__(
+        self, detail: str, *, timed_out: bool, reached: bool = False, hint: str | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.timed_out = timed_out
+        self.reached = reached
+        self.hint = hint
+
+
+class ProtocolError(RolesAnywhereError):
+    """The peer's bytes are not an acceptable HTTP/1.1 response (or it hung up too early).
+
+    Raised by :mod:`rolesanywhere.session.http11`; the stdlib transport turns it into a
+    :class:`TransportFailure`.
+    """
+
+
+# --- SigV4 signing with httpx -----------------------------------------------------------------
+
+
+class UnsignableBodyError(RolesAnywhereError):
+    """The body is a one-shot stream: it can neither be hashed and replayed nor sent unsigned."""
+
+
+# --- log shipping -----------------------------------------------------------------------------
+
+
+class TailError(RolesAnywhereError):
+    """The tailer's state directory or position database cannot be used."""
+
+
+class PositionsLostError(TailError):
+    """The saved positions of a state directory used before are missing, empty or damaged.
+
+    Resuming is impossible: reading the files from their end would skip what was written since
+    the last run, from their head would send again what was delivered. The caller chooses with
+    ``reset_positions="head"`` or ``"end"``. ``problem`` says what is wrong with the database.
+    """
+
+    def __init__(self, problem: str, db_path: str, state_dir: str) -> None:
+        self.problem = problem
+        self.db_path = db_path
+        self.state_dir = state_dir
+        super().__init__(
+            f"position database {db_path!r} {problem}, but state directory {state_dir!r} was "
+            "used before: the saved positions are lost; choose reset_positions='head' (read the "
+            "files again from their beginning: duplicates) or reset_positions='end' (start at "
+            "their end: lines written since the last run are skipped)"
+        )
+
+
+class ShipperClosedError(RolesAnywhereError):
+    """The shipper is closed (or closing): nothing more can be submitted."""
+
+
+class ShipperInterruptedError(RolesAnywhereError):
+    """``submit(..., stop=event)`` gave up waiting for room because ``event`` was set.
+
+    Not every event of that submission was queued: its token never settles (a tailer sends
+    its lines again after a restart). What was queued is still sent.
+    """
 
 
 # --- text from elsewhere ----------------------------------------------------------------------

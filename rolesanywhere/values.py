@@ -2,8 +2,17 @@
 
 ``import dataclasses`` imports :mod:`inspect`, and with it ``ast``, ``dis`` and ``tokenize``:
 about 20 ms of every ``aws_signing_helper credential-process`` on a small machine, a tenth of
-the whole command. The modules on that path (identity, CreateSession, the stdlib transport)
-declare their records on :class:`Value` instead; the rest of the package uses dataclasses.
+the whole command.
+
+The rule: a record declared in a module that ``credential-process`` imports is a :class:`Value`;
+every other record is a ``@dataclass`` (as a rule ``frozen=True, slots=True``).
+Those modules are ``rolesanywhere.credentials``, ``.retry``, ``.errors``, ``.values``, the
+``x509`` modules but ``diagnostics``, ``sigv4.canonical`` and the ``session`` modules but
+``refresh`` (arn, endpoints, protocol, http11, transport, client): a record there is built on
+every cold start, and one dataclass would put the import back. tests/test_package.py checks
+that the command imports no ``dataclasses``. A module that leaves that path (or joins it)
+changes idiom with it. A class that parses lazily, such as
+:class:`~rolesanywhere.x509.identity.Identity`, may use plain ``__slots__`` instead.
 
 A subclass lists its fields in ``__slots__`` (a base's fields come first) and writes a typed
 ``__init__`` that passes every field, in order, to ``super().__init__``. Instances are

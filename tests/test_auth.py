@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from rolesanywhere import errors
-from rolesanywhere.auth.sigv4auth import SigV4Auth, UnsignableBodyError, region_from_host
+from rolesanywhere.auth.sigv4auth import SigV4Auth, region_from_host
 from rolesanywhere.credentials import Credentials
+from rolesanywhere.errors import UnsignableBodyError
 from rolesanywhere.sigv4 import canonical as sigv4
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI

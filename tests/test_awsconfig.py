@@ -14,10 +14,13 @@ from typing import Any
 
 import pytest
 
-from rolesanywhere.errors import InvalidParameterError, RolesAnywhereError
-from rolesanywhere.profiles.awsconfig import (
+from rolesanywhere.errors import (
     AwsConfigError,
     CredentialProcessError,
+    InvalidParameterError,
+    RolesAnywhereError,
+)
+from rolesanywhere.profiles.awsconfig import (
     IdentitySettings,
     ProcessCredentialSource,
     config_file_path,

@@ -22,6 +22,7 @@ import pytest
 
 from rolesanywhere import errors
 from rolesanywhere.auth.sigv4auth import SigV4Auth
+from rolesanywhere.errors import TransportFailure
 from rolesanywhere.retry import RetryPolicy
 from rolesanywhere.session.client import (
     AsyncRolesAnywhereClient,
@@ -33,12 +34,7 @@ from rolesanywhere.session.client import (
 )
 from rolesanywhere.session.endpoints import resolve_endpoint
 from rolesanywhere.session.protocol import SessionParams
-from rolesanywhere.session.transport import (
-    MAX_RESPONSE_BYTES,
-    HttpxTransport,
-    TransportFailure,
-    exchange,
-)
+from rolesanywhere.session.transport import MAX_RESPONSE_BYTES, HttpxTransport, exchange
 from rolesanywhere.ship.loghandler import OsisHandler
 from rolesanywhere.ship.shipper import AsyncShipper, Shipper, ShipperConfig
 from rolesanywhere.testing.pki import PKI

@@ -15,13 +15,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from rolesanywhere.cli.main import main
 from rolesanywhere.testing.pki import KEY_TYPES, PKI, IssuedCert, KeyFormat
+from rolesanywhere.x509.certificates import certificate_der_fields
 from rolesanywhere.x509.diagnostics import (
     certificate_data_json,
     fixed_string_to_sign,
     format_signature,
     sign_fixed_string,
 )
-from rolesanywhere.x509.identity import certificate_der_fields
 from rolesanywhere.x509.keys import SoftwareSigningKey
 
 _PKI = PKI(name="diagnostics")

@@ -14,12 +14,13 @@ import httpx
 import pytest
 
 from rolesanywhere.cli.main import PASSWORD_FLAG_WARNING, main
-from rolesanywhere.errors import AccessDeniedError, SourceError, safe_text
-from rolesanywhere.profiles.awsconfig import CredentialProcessError, ProcessCredentialSource
+from rolesanywhere.errors import AccessDeniedError, CredentialProcessError, SourceError, safe_text
+from rolesanywhere.profiles.awsconfig import ProcessCredentialSource
 from rolesanywhere.session.protocol import service_error
 from rolesanywhere.ship.shipper import Shipper, ShipperConfig
 from rolesanywhere.testing.pki import PKI
-from rolesanywhere.x509.identity import Identity, IdentityLoader
+from rolesanywhere.x509.identity import Identity
+from rolesanywhere.x509.loader import IdentityLoader
 from rolesanywhere.x509.sources import describe, file_path, read_source
 from tests.faults import FaultServer, http_response
 from tests.test_cli import run

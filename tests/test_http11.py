@@ -6,8 +6,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from rolesanywhere.errors import ProtocolError
 from rolesanywhere.session import http11
-from rolesanywhere.session.http11 import ProtocolError, Response, ResponseParser, Url
+from rolesanywhere.session.http11 import Response, ResponseParser, Url
 
 # --- test-side reference encoder and decoder -----------------------------------------------------
 

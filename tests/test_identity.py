@@ -43,20 +43,17 @@ from rolesanywhere.testing.pki import (
 )
 from rolesanywhere.x509 import identity as identity_module
 from rolesanywhere.x509 import sources
-from rolesanywhere.x509.identity import (
-    Identity,
-    IdentityLoader,
-    load_certificate,
-    load_certificates,
-    load_pkcs12,
-    load_private_key,
-)
+from rolesanywhere.x509.certificates import load_certificate, load_certificates
+from rolesanywhere.x509.identity import Identity
+from rolesanywhere.x509.keyfiles import load_private_key
 from rolesanywhere.x509.keys import (
     ALGORITHM_ECDSA,
     ALGORITHM_RSA,
     SoftwareSigningKey,
     verify_signature,
 )
+from rolesanywhere.x509.loader import IdentityLoader
+from rolesanywhere.x509.pkcs12 import load_pkcs12
 from tests.conformance import X509, require, x509_cases
 from tests.strategies import mutations
 
@@ -662,12 +659,13 @@ def test_stdin_errors_name_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
 class ParseCounter:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls = 0
-        real = identity_module.load_private_key
+        real = load_private_key
 
         def counting(*args: Any, **kwargs: Any) -> Any:
             self.calls += 1
             return real(*args, **kwargs)
 
+        # Identity.load calls the name it imported from keyfiles: patch it there.
         monkeypatch.setattr(identity_module, "load_private_key", counting)
 
 

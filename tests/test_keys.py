@@ -28,14 +28,14 @@ from rolesanywhere.testing.pki import (
     KeyFormat,
     generate_private_key,
 )
-from rolesanywhere.x509 import identity as identity_module
+from rolesanywhere.x509 import keyfiles, matching
 from rolesanywhere.x509.der import (
     ECPublicKeyFields,
     RSAPrivateKeyFields,
     RSAPublicKeyFields,
     parse_public_key,
 )
-from rolesanywhere.x509.identity import load_private_key
+from rolesanywhere.x509.keyfiles import load_private_key
 from rolesanywhere.x509.keys import (
     ALGORITHM_ECDSA,
     ALGORITHM_RSA,
@@ -46,6 +46,7 @@ from rolesanywhere.x509.keys import (
     rsa_numbers_consistent,
     verify_signature,
 )
+from rolesanywhere.x509.pem import pem_blocks
 from tests.strategies import mutations
 from tests.test_der import (
     RSA_ALG,
@@ -99,15 +100,15 @@ def pem(label: str, der: bytes, newline: bytes = b"\n") -> bytes:
 def fast(data: bytes) -> PrivateKey | None:
     """What the fast reader makes of a key file, as _parse_private_key would call it."""
     if b"-----BEGIN " not in data:
-        return identity_module._fast_der_key(data)
-    blocks = identity_module._pem_blocks(data)
+        return keyfiles._fast_der_key(data)
+    blocks = pem_blocks(data)
     assert len(blocks) == 1
-    return identity_module._fast_pem_key(blocks[0])
+    return keyfiles._fast_pem_key(blocks[0])
 
 
 def cryptography_load(data: bytes) -> object:
     if b"-----BEGIN " in data:
-        block = identity_module._pem_blocks(data)[0]
+        block = pem_blocks(data)[0]
         return serialization.load_pem_private_key(block.text, None)
     return serialization.load_der_private_key(data, None)
 
@@ -115,8 +116,8 @@ def cryptography_load(data: bytes) -> object:
 @contextmanager
 def fast_path_disabled() -> Iterator[None]:
     with (
-        mock.patch.object(identity_module, "_fast_der_key", return_value=None),
-        mock.patch.object(identity_module, "_fast_pem_key", return_value=None),
+        mock.patch.object(keyfiles, "_fast_der_key", return_value=None),
+        mock.patch.object(keyfiles, "_fast_pem_key", return_value=None),
     ):
         yield
 
@@ -144,7 +145,7 @@ def cryptography_loader_forbidden() -> Iterator[None]:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("cryptography's loader was used")
 
-    with mock.patch.object(identity_module, "_decrypt_key", refuse):
+    with mock.patch.object(keyfiles, "_decrypt_key", refuse):
         yield
 
 
@@ -231,7 +232,7 @@ def mutated_keys(draw: st.DrawFn) -> bytes:
 
 
 def _check_mutant(data: bytes) -> None:
-    single_block = b"-----BEGIN " not in data or len(identity_module._pem_blocks(data)) == 1
+    single_block = b"-----BEGIN " not in data or len(pem_blocks(data)) == 1
     if single_block:
         read = fast(data)  # never raises
         if read is not None:
@@ -440,7 +441,7 @@ def test_public_key_matches_only_its_own_key() -> None:
         for other_name, other in keys.items():
             assert public_key_matches(fields, other.public_key()) is (name == other_name)
         signing: SigningKey = SoftwareSigningKey.from_private_key(key)
-        assert identity_module._fast_match(_public_spki(key), signing)
+        assert matching.fast_match(_public_spki(key), signing)
     rsa_public = keys["rsa-2048"].public_key()
     assert isinstance(rsa_public, rsa.RSAPublicKey)
     n, e = rsa_public.public_numbers().n, rsa_public.public_numbers().e
@@ -475,7 +476,7 @@ def test_fast_match_implies_identical_spki(
     for where, value in edits:
         spki[where % len(spki)] = value
     data = bytes(spki[: len(spki) - cut])
-    assert identity_module._fast_match(data, key) is (data == _public_spki(key.private_key))
+    assert matching.fast_match(data, key) is (data == _public_spki(key.private_key))
 
 
 def test_fast_match_refuses_other_signing_keys() -> None:
@@ -493,9 +494,9 @@ def test_fast_match_refuses_other_signing_keys() -> None:
 
     ed = generate_private_key("ed25519")
     spki = _public_spki(ed)
-    assert not identity_module._fast_match(spki, Hardware(ed.public_key()))  # type: ignore[arg-type]
+    assert not matching.fast_match(spki, Hardware(ed.public_key()))  # type: ignore[arg-type]
     p256 = _LEAVES["ec-p256"].private_key
-    assert identity_module._fast_match(
+    assert matching.fast_match(
         _public_spki(p256),
         Hardware(p256.public_key()),  # type: ignore[arg-type]
     )

@@ -11,13 +11,10 @@ import textwrap
 
 import pytest
 
+from rolesanywhere.errors import ShipConfigError
 from rolesanywhere.ship.config.flags import add_ship_arguments, from_args
 from rolesanywhere.ship.config.load import from_fluent_bit, from_toml
-from rolesanywhere.ship.config.model import (
-    ConfigWarning,
-    ShipConfig,
-    ShipConfigError,
-)
+from rolesanywhere.ship.config.model import ConfigWarning, ShipConfig
 from rolesanywhere.ship.config.units import parse_bool, parse_duration, parse_size
 from rolesanywhere.ship.shipperconfig import MAX_BATCH_BYTES
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from rolesanywhere.errors import ShipConfigError
 from rolesanywhere.ship.config.flags import from_args
 from rolesanywhere.ship.config.load import from_toml
-from rolesanywhere.ship.config.model import ShipConfigError
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI
 from tests.test_shipconfig import (

@@ -9,14 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rolesanywhere.errors import InvalidParameterError
+from rolesanywhere.errors import InvalidParameterError, ShipConfigError
 from rolesanywhere.ship.config.load import from_fluent_bit, load_file
-from rolesanywhere.ship.config.model import (
-    MAX_BATCH_BYTES,
-    ConfigWarning,
-    ShipConfig,
-    ShipConfigError,
-)
+from rolesanywhere.ship.config.model import MAX_BATCH_BYTES, ConfigWarning, ShipConfig
 from tests.test_shipconfig import (
     BLOG,
     ENV,

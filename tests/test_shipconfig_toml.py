@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from rolesanywhere.errors import ShipConfigError
 from rolesanywhere.profiles.awsconfig import IdentitySettings
 from rolesanywhere.ship.config.load import detect_format, from_toml
-from rolesanywhere.ship.config.model import ShipConfigError
 from tests.test_shipconfig import (
     ARNS,
     BLOG,

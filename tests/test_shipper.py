@@ -30,21 +30,14 @@ import pytest
 
 from rolesanywhere.auth.sigv4auth import SigV4Auth
 from rolesanywhere.credentials import Credentials
-from rolesanywhere.errors import InvalidParameterError
+from rolesanywhere.errors import InvalidParameterError, ShipperClosedError, ShipperInterruptedError
 from rolesanywhere.ship import core as core_module
 from rolesanywhere.ship.batch import Ticket
 from rolesanywhere.ship.build import shipper_config
 from rolesanywhere.ship.config.model import ShipConfig
 from rolesanywhere.ship.core import Core
 from rolesanywhere.ship.encoder import Encoder
-from rolesanywhere.ship.shipper import (
-    MAX_BATCH_BYTES,
-    AsyncShipper,
-    Shipper,
-    ShipperClosedError,
-    ShipperConfig,
-    ShipperInterruptedError,
-)
+from rolesanywhere.ship.shipper import MAX_BATCH_BYTES, AsyncShipper, Shipper, ShipperConfig
 from rolesanywhere.ship.statedir import default_state_dir
 from rolesanywhere.ship.tail import Tailer
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator

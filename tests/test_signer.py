@@ -594,7 +594,7 @@ def test_raw_reserved_query_botocore_differs_and_we_match_the_spec() -> None:
 # --- the API's rules ---------------------------------------------------------------------------
 
 
-def _sign(**kwargs: Any) -> signer.SignedRequest:
+def _sign(**kwargs: Any) -> signer.SigV4Signature:
     options: dict[str, Any] = {
         "method": "POST",
         "url": f"https://{OSIS_HOST}/log/ingest",

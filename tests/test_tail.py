@@ -27,7 +27,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rolesanywhere.ship.tail import Chunk, PositionsLostError, Tailer, TailError
+from rolesanywhere.errors import PositionsLostError, TailError
+from rolesanywhere.ship.tail import Chunk, Tailer
 
 STAT_STEP = 0.3  # more than the tailer's 0.25 s between path checks
 

@@ -14,9 +14,10 @@ from types import TracebackType
 
 import pytest
 
+from rolesanywhere.errors import TransportFailure
 from rolesanywhere.session.http11 import Response
 from rolesanywhere.session.protocol import HttpRequest
-from rolesanywhere.session.transport import USER_AGENT, Answer, StdlibTransport, TransportFailure
+from rolesanywhere.session.transport import USER_AGENT, Answer, StdlibTransport
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI
 from rolesanywhere.x509.identity import Identity

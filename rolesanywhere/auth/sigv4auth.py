@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 import httpx
 
 from rolesanywhere.credentials import Credentials
-from rolesanywhere.errors import InvalidParameterError, RolesAnywhereError
+from rolesanywhere.errors import InvalidParameterError, UnsignableBodyError
 from rolesanywhere.session.endpoints import partition_for_region
 from rolesanywhere.session.refresh import RefreshingCredentials
 from rolesanywhere.sigv4.signer import UNSIGNED_PAYLOAD, sign
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from rolesanywhere.session.client import AsyncRolesAnywhereClient, RolesAnywhereClient
     from rolesanywhere.session.refresh import CredentialSource
 
-__all__ = ["SigV4Auth", "UnsignableBodyError", "region_from_host"]
+__all__ = ["SigV4Auth", "region_from_host"]
 
 #: Seconds: at most one refresh forced by stale-credentials answers per this many.
 DEFAULT_FORCED_REFRESH_INTERVAL = 60.0
@@ -70,10 +70,6 @@ _STALE_TYPES = (
     "unrecognizedclientexception",
     "invalidclienttokenid",
 )
-
-
-class UnsignableBodyError(RolesAnywhereError):
-    """The body is a one-shot stream: it can neither be hashed and replayed nor sent unsigned."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -234,7 +230,7 @@ class SigV4Auth(httpx.Auth):
         connecting), as in :class:`RolesAnywhereClient`. ``options`` go to :class:`SigV4Auth`.
         """
         from rolesanywhere.session.client import RolesAnywhereClient
-        from rolesanywhere.x509.identity import IdentityLoader
+        from rolesanywhere.x509.loader import IdentityLoader
 
         client = RolesAnywhereClient(
             IdentityLoader(certificate, private_key, intermediates, password),

@@ -60,7 +60,7 @@ def run_demo(out: TextIO, *, key_type: str = "ec-p256") -> int:
     from rolesanywhere.testing.emulator import RolesAnywhereEmulator
     from rolesanywhere.testing.osis import OsisEmulator
     from rolesanywhere.testing.pki import PKI, KeyFormat
-    from rolesanywhere.x509.identity import IdentityLoader
+    from rolesanywhere.x509.loader import IdentityLoader
 
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)

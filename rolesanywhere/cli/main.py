@@ -15,12 +15,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
-from rolesanywhere.errors import RolesAnywhereError
+from rolesanywhere.errors import UsageError
 
 if TYPE_CHECKING:
     from rolesanywhere.session.client import RolesAnywhereClient
-    from rolesanywhere.x509.identity import Identity, IdentityLoader
+    from rolesanywhere.x509.identity import Identity
     from rolesanywhere.x509.keys import SigningKey
+    from rolesanywhere.x509.loader import IdentityLoader
 
 __all__ = ["main"]
 
@@ -56,10 +57,6 @@ def _shown(exc: BaseException) -> str:
         r"-----BEGIN[^\n]*?-----.*?(-----END[^\n]*?-----|$)", "<PEM text>", str(exc), flags=re.S
     )
     return safe_text(text, _MESSAGE_LIMIT)
-
-
-class UsageError(RolesAnywhereError):
-    """Bad command-line usage; reported as one line, exit status 1."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -368,7 +365,7 @@ def _refuse_unsupported(args: argparse.Namespace) -> None:
 def _identity_loader(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> IdentityLoader:
     """The identity the flags name, loaded once (asking for the password on a terminal), then
     re-read whenever its files change: ``update`` and ``serve`` run for days across rotations."""
-    from rolesanywhere.x509.identity import IdentityLoader
+    from rolesanywhere.x509.loader import IdentityLoader
 
     _refuse_unsupported(args)
     if not args.certificate:
@@ -494,7 +491,7 @@ def _signing_key(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> Sig
             )
         return _identity_loader(args, stdin, stderr).get().signing_key
     _refuse_unsupported(args)
-    from rolesanywhere.x509.identity import load_private_key
+    from rolesanywhere.x509.keyfiles import load_private_key
     from rolesanywhere.x509.sources import read_source
 
     source = read_source(args.private_key, what="private key")
@@ -581,8 +578,8 @@ def _read_certificate_data(
     _refuse_unsupported(args)
     if not args.certificate:
         raise UsageError("no --certificate given: pass --certificate FILE")
+    from rolesanywhere.x509.certificates import certificate_der_fields
     from rolesanywhere.x509.diagnostics import certificate_data_json
-    from rolesanywhere.x509.identity import certificate_der_fields
     from rolesanywhere.x509.sources import read_source
 
     source = read_source(args.certificate, what="certificate")

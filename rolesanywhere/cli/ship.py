@@ -25,6 +25,7 @@ import time
 from typing import TYPE_CHECKING, TextIO
 
 from rolesanywhere.cli.signals import stop_on_signals
+from rolesanywhere.errors import ShipperInterruptedError
 
 if TYPE_CHECKING:
     from rolesanywhere.ship.config.model import ShipConfig
@@ -115,7 +116,7 @@ def run_ship(
     from rolesanywhere.auth.sigv4auth import SigV4Auth
     from rolesanywhere.session.refresh import RefreshingCredentials
     from rolesanywhere.ship.build import shipper_config
-    from rolesanywhere.ship.shipper import Shipper, ShipperInterruptedError
+    from rolesanywhere.ship.shipper import Shipper
     from rolesanywhere.ship.tail import PositionsLostError, Tailer, TailError
 
     stop = stop or threading.Event()

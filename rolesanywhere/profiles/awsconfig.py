@@ -18,7 +18,7 @@ Where the credentials come from, first match wins (the botocore order):
      path to the binary): its arguments are parsed with the very flags of our
      ``credential-process`` command and the credentials are obtained **in-process** with a
      :class:`~rolesanywhere.session.client.RolesAnywhereClient` over an
-     :class:`~rolesanywhere.x509.identity.IdentityLoader` (certificate changes are picked up; no
+     :class:`~rolesanywhere.x509.loader.IdentityLoader` (certificate changes are picked up; no
      subprocess). Flags this version cannot honour in-process (``--pkcs11-lib``…) or arguments
      it cannot parse make it fall back to running the command.
    - any other command is run as the SDKs run it: split with :func:`shlex.split` (no shell),
@@ -58,7 +58,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Self
 
 from rolesanywhere.credentials import Credentials
-from rolesanywhere.errors import CredentialsError, InvalidParameterError, safe_text
+from rolesanywhere.errors import (
+    AwsConfigError,
+    CredentialProcessError,
+    InvalidParameterError,
+    UsageError,
+    safe_text,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -68,9 +74,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_PROCESS_TIMEOUT",
     "HELPER_NAMES",
-    "AwsConfigError",
     "AwsProfile",
-    "CredentialProcessError",
     "CredentialProvider",
     "IdentitySettings",
     "ProcessCredentialSource",
@@ -97,14 +101,6 @@ _INLINE_COMMENT = re.compile(r"\s[#;].*$")
 _LAST_LINE_LIMIT = 200
 
 Kind = Literal["rolesanywhere", "process", "static"]
-
-
-class AwsConfigError(InvalidParameterError):
-    """The AWS config or credentials file does not give usable credentials for the profile."""
-
-
-class CredentialProcessError(CredentialsError):
-    """A ``credential_process`` command failed, timed out or printed unusable output."""
 
 
 # --- Roles Anywhere identity settings -------------------------------------------------------------
@@ -167,9 +163,9 @@ class IdentitySettings:
 
     def client(self, *, environ: Mapping[str, str] | None = None) -> RolesAnywhereClient:
         """A :class:`~rolesanywhere.session.client.RolesAnywhereClient` over an
-        :class:`~rolesanywhere.x509.identity.IdentityLoader` (files re-read when they change)."""
+        :class:`~rolesanywhere.x509.loader.IdentityLoader` (files re-read when they change)."""
         from rolesanywhere.session.client import RolesAnywhereClient
-        from rolesanywhere.x509.identity import IdentityLoader
+        from rolesanywhere.x509.loader import IdentityLoader
 
         env = os.environ if environ is None else environ
         password = self.password if self.password is not None else env.get(PASSWORD_ENV) or None
@@ -465,7 +461,7 @@ def parse_helper_command(argv: Sequence[str]) -> IdentitySettings | str | None:
         return None
     if argv[1] != "credential-process":
         return None
-    from rolesanywhere.cli.main import _UNSUPPORTED_FLAGS, UsageError
+    from rolesanywhere.cli.main import _UNSUPPORTED_FLAGS
 
     try:
         args = _helper_parser().parse_args(list(argv[2:]))

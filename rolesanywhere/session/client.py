@@ -22,6 +22,7 @@ from rolesanywhere.errors import (
     NetworkError,
     RequestTimeoutError,
     RolesAnywhereError,
+    TransportFailure,
 )
 from rolesanywhere.retry import RetryPolicy
 from rolesanywhere.session.endpoints import Endpoint, resolve_endpoint
@@ -39,7 +40,6 @@ from rolesanywhere.session.transport import (
     AsyncTransport,
     HttpxTransport,
     SyncTransport,
-    TransportFailure,
     resolve_verify,
 )
 from rolesanywhere.values import Value

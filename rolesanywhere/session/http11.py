@@ -22,7 +22,7 @@ import ssl
 import time
 from typing import TYPE_CHECKING
 
-from rolesanywhere.errors import RolesAnywhereError
+from rolesanywhere.errors import ProtocolError
 from rolesanywhere.values import Value
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ __all__ = [
     "MAX_BODY",
     "MAX_FRAMING",
     "MAX_HEAD",
-    "ProtocolError",
     "Response",
     "ResponseParser",
     "Url",
@@ -56,10 +55,6 @@ _CTL = bytes(range(9)) + bytes(range(10, 32)) + b"\x7f"
 # What may not appear in a request target or host: controls, space, DEL.
 _TARGET_BAD = bytes(range(33)) + b"\x7f"
 _READ_SIZE = 65536
-
-
-class ProtocolError(RolesAnywhereError):
-    """The peer's bytes are not an acceptable HTTP/1.1 response (or it hung up too early)."""
 
 
 class Url(Value):

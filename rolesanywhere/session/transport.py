@@ -26,8 +26,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from rolesanywhere.errors import RolesAnywhereError
-from rolesanywhere.session.http11 import MAX_BODY, ProtocolError, Response, fetch
+from rolesanywhere.errors import ProtocolError, TransportFailure
+from rolesanywhere.session.http11 import MAX_BODY, Response, fetch
 
 if TYPE_CHECKING:
     import asyncio
@@ -45,7 +45,6 @@ __all__ = [
     "HttpxTransport",
     "StdlibTransport",
     "SyncTransport",
-    "TransportFailure",
     "aexchange",
     "exchange",
     "resolve_verify",
@@ -61,22 +60,6 @@ MAX_RESPONSE_BYTES = 1 << 20
 #: What came back: status, headers (in order, may repeat) and the whole body. Every transport
 #: answers with it; it is the record the stdlib transport's HTTP/1.1 parser builds.
 Answer = Response
-
-
-class TransportFailure(RolesAnywhereError):
-    """No usable answer: ``timed_out`` tells a timeout from any other failure.
-
-    ``reached`` is true when the endpoint answered but its answer was unusable (too large, not
-    HTTP); ``hint`` says what to check, when the failure tells (TLS, proxy, size).
-    """
-
-    def __init__(
-        self, detail: str, *, timed_out: bool, reached: bool = False, hint: str | None = None
-    ) -> None:
-        super().__init__(detail)
-        self.timed_out = timed_out
-        self.reached = reached
-        self.hint = hint
 
 
 #: What to check when the TLS handshake fails.

@@ -51,7 +51,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from rolesanywhere.ship.shell import ShipperClosedError
+from rolesanywhere.errors import ShipperClosedError
 from rolesanywhere.ship.shipper import Shipper
 from rolesanywhere.ship.shipperconfig import ShipperConfig
 from rolesanywhere.ship.stats import ShipperStats

@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-from rolesanywhere.errors import RolesAnywhereError, safe_text
+from rolesanywhere.errors import RolesAnywhereError, ShipperClosedError, safe_text
 from rolesanywhere.session.transport import USER_AGENT, resolve_verify
 from rolesanywhere.ship.batch import Ticket
 from rolesanywhere.ship.core import Action, Answer, Core, Flow, Quarantine, logger, retry_after
@@ -28,14 +28,10 @@ from rolesanywhere.ship.encoder import Encoded, Event
 from rolesanywhere.ship.shipperconfig import ShipperConfig
 from rolesanywhere.ship.stats import ShipperStats, status_line
 
-__all__ = ["ChecksEndpoint", "RefreshesStaleCredentials", "Shell", "ShipperClosedError", "slices"]
+__all__ = ["ChecksEndpoint", "RefreshesStaleCredentials", "Shell", "slices"]
 
 _SLICE_EVENTS = 2048  # events encoded per lock acquisition
 _DETAIL_CHARS = 200
-
-
-class ShipperClosedError(RolesAnywhereError):
-    """The shipper is closed (or closing): nothing more can be submitted."""
 
 
 @runtime_checkable

@@ -88,12 +88,12 @@ from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 
-from rolesanywhere.errors import RolesAnywhereError
+from rolesanywhere.errors import ShipperInterruptedError
 from rolesanywhere.session.transport import aexchange, exchange
 from rolesanywhere.ship.batch import Batch, Ticket
 from rolesanywhere.ship.core import Action, Answer, Send, Sleep
 from rolesanywhere.ship.encoder import Event
-from rolesanywhere.ship.shell import Shell, ShipperClosedError, slices
+from rolesanywhere.ship.shell import Shell, slices
 from rolesanywhere.ship.shipperconfig import MAX_BATCH_BYTES, ShipperConfig
 from rolesanywhere.ship.stats import ShipperStats
 
@@ -105,9 +105,7 @@ __all__ = [
     "AsyncShipper",
     "Event",
     "Shipper",
-    "ShipperClosedError",
     "ShipperConfig",
-    "ShipperInterruptedError",
     "ShipperStats",
 ]
 
@@ -122,14 +120,6 @@ _JOIN_TIMEOUT = 0.5
 SettleCallback = Callable[[list[Any]], object]
 #: ``wait(event, seconds)``: pause up to ``seconds`` unless ``event`` is set; whether it is.
 Wait = Callable[[threading.Event, float], bool]
-
-
-class ShipperInterruptedError(RolesAnywhereError):
-    """``submit(..., stop=event)`` gave up waiting for room because ``event`` was set.
-
-    Not every event of that submission was queued: its token never settles (a tailer sends
-    its lines again after a restart). What was queued is still sent.
-    """
 
 
 def _wait(event: threading.Event, seconds: float) -> bool:

@@ -157,7 +157,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal, NamedTuple
 
-from rolesanywhere.errors import RolesAnywhereError
+from rolesanywhere.errors import PositionsLostError, TailError
 
 __all__ = ["Chunk", "PositionsLostError", "TailError", "TailStats", "TailedFile", "Tailer"]
 
@@ -180,30 +180,6 @@ _U64 = 1 << 64
 _I64_MAX = (1 << 63) - 1
 
 _Key = tuple[int, int]  # (st_dev, st_ino)
-
-
-class TailError(RolesAnywhereError):
-    """The tailer's state directory or position database cannot be used."""
-
-
-class PositionsLostError(TailError):
-    """The saved positions of a state directory used before are missing, empty or damaged.
-
-    Resuming is impossible: reading the files from their end would skip what was written since
-    the last run, from their head would send again what was delivered. The caller chooses with
-    ``reset_positions="head"`` or ``"end"``. ``problem`` says what is wrong with the database.
-    """
-
-    def __init__(self, problem: str, db_path: str, state_dir: str) -> None:
-        self.problem = problem
-        self.db_path = db_path
-        self.state_dir = state_dir
-        super().__init__(
-            f"position database {db_path!r} {problem}, but state directory {state_dir!r} was "
-            "used before: the saved positions are lost; choose reset_positions='head' (read the "
-            "files again from their beginning: duplicates) or reset_positions='end' (start at "
-            "their end: lines written since the last run are skipped)"
-        )
 
 
 class _DamagedDatabase(TailError):

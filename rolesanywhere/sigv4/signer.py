@@ -33,8 +33,8 @@ already in ``headers`` (so re-signing a retried request is safe): set them, do n
 The derived signing key is cached per (secret, date, region, service) in a small bounded cache
 (:data:`KEY_CACHE_SIZE` entries; deriving a key drops those of other dates);
 :func:`clear_key_cache` empties it. Secrets never appear in a ``repr``, an error message or
-:meth:`SignedRequest.debug_text`; the session token does appear in the headers, the query and
-the exact :attr:`SignedRequest.canonical_request`, which is what gets signed.
+:meth:`SigV4Signature.debug_text`; the session token does appear in the headers, the query and
+the exact :attr:`SigV4Signature.canonical_request`, which is what gets signed.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ __all__ = [
     "UNSIGNED_PAYLOAD",
     "HeadersInput",
     "PresignedRequest",
-    "SignedRequest",
+    "SigV4Signature",
     "clear_key_cache",
     "presign",
     "sign",
@@ -135,8 +135,9 @@ def _redact_token(text: str) -> str:
 
 
 @dataclass(slots=True, repr=False)
-class SignedRequest:
-    """The result of :func:`sign`: the headers to set, and how they were computed.
+class SigV4Signature:
+    """The result of :func:`sign`: the signature, the headers that carry it, and how they were
+    computed (not a request: :class:`rolesanywhere.session.protocol.SignedRequest` is one).
 
     ``headers`` holds, in this order, ``X-Amz-Date``, ``X-Amz-Security-Token`` (with a session
     token), ``X-Amz-Content-Sha256`` (when asked, or for ``s3``) and ``Authorization``.
@@ -166,7 +167,7 @@ class SignedRequest:
 
     def __repr__(self) -> str:
         return (
-            f"SignedRequest(x_amz_date={self.x_amz_date!r}, "
+            f"SigV4Signature(x_amz_date={self.x_amz_date!r}, "
             f"signed_headers={self.signed_headers!r}, signature={self.signature!r})"
         )
 
@@ -438,7 +439,7 @@ def sign(
     sign_session_token: bool = True,
     normalize_path: bool | None = None,
     double_encode: bool | None = None,
-) -> SignedRequest:
+) -> SigV4Signature:
     """Sign a request with ``AWS4-HMAC-SHA256`` in the ``Authorization`` header.
 
     ``url`` is the request URL as sent (wire form; raw characters an HTTP client leaves in the
@@ -512,7 +513,7 @@ def sign(
         )
     else:
         out = (("X-Amz-Date", x_amz_date), ("Authorization", authorization))
-    return SignedRequest(out, canonical, to_sign, signature, signed, x_amz_date, payload)
+    return SigV4Signature(out, canonical, to_sign, signature, signed, x_amz_date, payload)
 
 
 def presign(

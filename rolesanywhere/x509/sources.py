@@ -13,22 +13,28 @@ import os
 import re
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from rolesanywhere.errors import SourceError
+from rolesanywhere.errors import RolesAnywhereError, SourceError
 from rolesanywhere.values import Value
 
 __all__ = [
     "MAX_SOURCE_BYTES",
+    "SPEC_TYPES",
     "STDIN",
     "Source",
     "SourceSpec",
     "describe",
     "file_path",
+    "guard",
     "read_source",
 ]
 
 SourceSpec = str | bytes | bytearray | memoryview | os.PathLike[str]
+#: The types of a :data:`SourceSpec`, for ``isinstance``.
+SPEC_TYPES = (str, bytes, bytearray, memoryview, os.PathLike)
 
 #: The spec (and source name) for standard input.
 STDIN = "-"
@@ -66,6 +72,21 @@ class Source(Value):
     def label(self) -> str:
         """The name as messages print it."""
         return describe(self.name)
+
+
+@contextmanager
+def guard(message: str, source: str) -> Iterator[None]:
+    """Turn anything that is not already one of ours into a :class:`SourceError`."""
+    try:
+        yield
+    except RolesAnywhereError:
+        raise
+    except Exception as exc:
+        raise SourceError(message, source=source) from exc
+    except BaseException as exc:  # pyo3 PanicException derives from BaseException
+        if type(exc).__name__ == "PanicException":
+            raise SourceError(message, source=source) from exc
+        raise
 
 
 def describe(name: str) -> str:

@@ -8,10 +8,11 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from rolesanywhere.errors import ShipConfigError
 from rolesanywhere.session.endpoints import show
 from rolesanywhere.ship.config.load import file_layer
 from rolesanywhere.ship.config.merge import Layer, build
-from rolesanywhere.ship.config.model import FieldValue, ShipConfig, ShipConfigError
+from rolesanywhere.ship.config.model import FieldValue, ShipConfig
 from rolesanywhere.ship.config.units import parse_duration, parse_retry_limit, parse_size
 
 __all__ = [

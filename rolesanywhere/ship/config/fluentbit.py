@@ -46,10 +46,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rolesanywhere.errors import ShipConfigError
 from rolesanywhere.session.endpoints import show
 from rolesanywhere.ship.config.fluentbit_reader import Entry, FluentBitReader, Section
 from rolesanywhere.ship.config.merge import Layer
-from rolesanywhere.ship.config.model import ConfigWarning, ShipConfigError
+from rolesanywhere.ship.config.model import ConfigWarning
 from rolesanywhere.ship.config.units import (
     parse_bool,
     parse_duration,

@@ -22,8 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rolesanywhere.errors import ShipConfigError
 from rolesanywhere.session.endpoints import show
-from rolesanywhere.ship.config.model import ConfigWarning, ShipConfigError
+from rolesanywhere.ship.config.model import ConfigWarning
 
 __all__ = [
     "Entry",

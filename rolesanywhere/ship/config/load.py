@@ -9,9 +9,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
+from rolesanywhere.errors import ShipConfigError
 from rolesanywhere.ship.config.fluentbit import fluent_bit_layer
 from rolesanywhere.ship.config.merge import Layer, build
-from rolesanywhere.ship.config.model import ConfigWarning, ShipConfig, ShipConfigError
+from rolesanywhere.ship.config.model import ConfigWarning, ShipConfig
 from rolesanywhere.ship.config.toml import toml_layer
 
 __all__ = [

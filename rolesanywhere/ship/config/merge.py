@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rolesanywhere.auth.sigv4auth import region_from_host
-from rolesanywhere.errors import InvalidParameterError
+from rolesanywhere.errors import InvalidParameterError, ShipConfigError
 from rolesanywhere.profiles.awsconfig import IdentitySettings
 from rolesanywhere.session.endpoints import partition_for_region, show
 from rolesanywhere.ship.config.model import (
@@ -22,7 +22,6 @@ from rolesanywhere.ship.config.model import (
     DateFormat,
     FieldValue,
     ShipConfig,
-    ShipConfigError,
 )
 from rolesanywhere.ship.shipperconfig import MAX_BATCH_BYTES
 from rolesanywhere.ship.statedir import default_state_dir

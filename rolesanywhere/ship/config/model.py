@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
-from rolesanywhere.errors import InvalidParameterError
 from rolesanywhere.profiles.awsconfig import (
     CredentialProvider,
     IdentitySettings,
@@ -28,7 +27,6 @@ __all__ = [
     "LongLines",
     "ResetPositions",
     "ShipConfig",
-    "ShipConfigError",
 ]
 
 DEFAULT_MAX_LINE_BYTES = 32 * 1024
@@ -37,15 +35,6 @@ LongLines = Literal["split", "truncate"]
 DateFormat = Literal["double", "epoch", "iso8601"]
 ResetPositions = Literal["head", "end"]
 FieldValue = str | int | float | bool
-
-
-class ShipConfigError(InvalidParameterError):
-    """A configuration problem, one line: ``location: what is wrong: how to fix it``."""
-
-    def __init__(self, message: str, *, location: str | None = None) -> None:
-        super().__init__(f"{location}: {message}" if location else message)
-        self.location = location
-        self.problem = message
 
 
 @dataclass(frozen=True, slots=True)

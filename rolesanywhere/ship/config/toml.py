@@ -72,8 +72,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from rolesanywhere.errors import ShipConfigError
 from rolesanywhere.ship.config.merge import Layer
-from rolesanywhere.ship.config.model import FieldValue, ShipConfigError
+from rolesanywhere.ship.config.model import FieldValue
 from rolesanywhere.ship.config.units import parse_duration, parse_retry_limit, parse_size
 
 __all__ = [

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from rolesanywhere.errors import ShipConfigError
 from rolesanywhere.session.endpoints import show
-from rolesanywhere.ship.config.model import ShipConfigError
 
 __all__ = [
     "parse_bool",

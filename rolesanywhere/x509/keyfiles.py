@@ -1,0 +1,276 @@
+"""Private keys from their file formats: PKCS#1, SEC1 and PKCS#8 (plain or encrypted), PEM or
+DER, and legacy encrypted PEM. :func:`load_private_key` returns a
+:class:`~rolesanywhere.x509.keys.SigningKey`; every failure is an
+:class:`~rolesanywhere.errors.IdentityError` naming the source, never the key or password."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import TYPE_CHECKING, Any
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from rolesanywhere.errors import (
+    PasswordRequiredError,
+    SourceError,
+    UnsupportedKeyError,
+    WrongPasswordError,
+)
+from rolesanywhere.x509 import der as _derlib
+from rolesanywhere.x509.keys import (
+    SigningKey,
+    SoftwareSigningKey,
+    private_key_from_fields,
+    rsa_key_consistent,
+)
+from rolesanywhere.x509.pem import (
+    CERT_LABELS,
+    PemBlock,
+    der_content,
+    is_encrypted_pkcs8_der,
+    is_pem,
+    is_pkcs12,
+    pem_blocks,
+)
+from rolesanywhere.x509.sources import describe, guard
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+__all__ = [
+    "HOW_TO_UNLOCK",
+    "Password",
+    "load_private_key",
+    "password_bytes",
+    "signing_key",
+]
+
+Password = str | bytes | None
+_FastKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+HOW_TO_UNLOCK = (
+    "pass its password with --pkcs8-password or the ROLESANYWHERE_PKCS8_PASSWORD "
+    "environment variable"
+)
+_NO_KEY = (
+    "no private key found in {src}: expected a PEM or DER private key (PKCS#1, SEC1 or PKCS#8)"
+)
+
+_LEGACY_ENCRYPTED = re.compile(rb"Proc-Type:[ \t]*4,[ \t]*ENCRYPTED")
+_DEK_INFO = re.compile(
+    rb"DEK-Info:[ \t]*([A-Za-z0-9-]+)[ \t]*,[ \t]*([0-9A-Fa-f]*)[ \t]*\r?$", re.M
+)
+#: IV sizes of legacy PEM ciphers; a wrong size makes cryptography panic, so check it first.
+_DEK_IV_BYTES = {
+    b"AES-128-CBC": 16,
+    b"AES-192-CBC": 16,
+    b"AES-256-CBC": 16,
+    b"DES-EDE3-CBC": 8,
+    b"DES-CBC": 8,
+}
+_KEY_LABELS = frozenset(
+    {
+        "PRIVATE KEY",
+        "RSA PRIVATE KEY",
+        "EC PRIVATE KEY",
+        "ENCRYPTED PRIVATE KEY",
+        "DSA PRIVATE KEY",
+    }
+)
+
+
+def password_bytes(password: Password) -> bytes | None:
+    if password is None or isinstance(password, bytes):
+        return password
+    return password.encode("utf-8")
+
+
+def signing_key(key: Any, label: str, source: str) -> SoftwareSigningKey:
+    try:
+        return SoftwareSigningKey.from_private_key(key, source=source)
+    except UnsupportedKeyError as exc:
+        raise UnsupportedKeyError(f"private key {label}: {exc}", source=source) from None
+
+
+def _decrypt_key(
+    data: bytes, pem: bool, encrypted: bool, password: bytes | None, label: str, source: str
+) -> PrivateKeyTypes:
+    from cryptography.hazmat.primitives import serialization
+
+    loader = serialization.load_pem_private_key if pem else serialization.load_der_private_key
+
+    def load(data: bytes, password: bytes | None) -> PrivateKeyTypes:
+        # OpenSSL's RSA check tests p and q for primality (~60 ms for RSA-2048): check the
+        # numbers as the fast path does instead; OpenSSL's check words any refusal.
+        key = loader(data, password, unsafe_skip_rsa_key_validation=True)
+        if isinstance(key, rsa.RSAPrivateKey) and not rsa_key_consistent(key):
+            return loader(data, password)
+        return key
+
+    if encrypted and password is None:
+        raise PasswordRequiredError(
+            f"private key {label} is encrypted: {HOW_TO_UNLOCK}", source=source
+        )
+    wrong = WrongPasswordError(
+        f"wrong password for private key {label}: pass the password it was encrypted with",
+        source=source,
+    )
+    try:
+        return load(data, password if encrypted else None)
+    except TypeError as exc:
+        # Our guess about encryption was wrong; cryptography knows better.
+        if "not encrypted" in str(exc):
+            return load(data, None)
+        if password is None:
+            raise PasswordRequiredError(
+                f"private key {label} is encrypted: {HOW_TO_UNLOCK}", source=source
+            ) from None
+        try:
+            return load(data, password)
+        except ValueError:
+            raise wrong from None
+    except UnsupportedAlgorithm:
+        raise UnsupportedKeyError(
+            f"private key {label} uses a key type or encryption this library cannot read: "
+            "use an RSA or EC key in PKCS#8 (AES with PBKDF2 or scrypt)",
+            source=source,
+        ) from None
+    except ValueError as exc:
+        if encrypted or "password" in str(exc).lower():
+            raise wrong from None
+        raise SourceError(_NO_KEY.format(src=label), source=source) from None
+
+
+# The common case, an unencrypted RSA or P-256/384/521 key, is read by rolesanywhere.x509.der and
+# built from its numbers, which spares the import of cryptography's serialization module
+# (~35 ms). Anything else, or any doubt, goes to cryptography's loader, which words the errors.
+
+_FAST_FORMATS: dict[str, _derlib.PrivateKeyFormat] = {
+    "PRIVATE KEY": "pkcs8",
+    "RSA PRIVATE KEY": "pkcs1",
+    "EC PRIVATE KEY": "sec1",
+}
+#: A PEM body without headers: lines of base64, LF or CRLF, nothing else.
+_PLAIN_PEM_BODY = re.compile(rb"\r?\n(?:[A-Za-z0-9+/=]+\r?\n)+")
+
+
+def _fast_der_key(
+    der: bytes, key_format: _derlib.PrivateKeyFormat | None = None
+) -> _FastKey | None:
+    """The unencrypted key in ``der``, or ``None`` when the fast reader does not take it."""
+    try:
+        fields = _derlib.parse_private_key(der, key_format)
+    except SourceError:
+        return None
+    return private_key_from_fields(fields)
+
+
+def _fast_pem_key(block: PemBlock) -> _FastKey | None:
+    """The key in an unencrypted PEM block, or ``None`` when the fast reader does not take it.
+
+    Only canonical base64 is read (what every tool writes), so that no body cryptography's
+    stricter PEM decoder would refuse is accepted here.
+    """
+    key_format = _FAST_FORMATS.get(block.label)
+    if key_format is None or not _PLAIN_PEM_BODY.fullmatch(block.body):
+        return None
+    text = block.body.replace(b"\r", b"").replace(b"\n", b"")
+    try:
+        der = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if base64.b64encode(der) != text:
+        return None
+    return _fast_der_key(der, key_format)
+
+
+def _check_dek_info(body: bytes, label: str, source: str) -> None:
+    match = _DEK_INFO.search(body)
+    size = _DEK_IV_BYTES.get(match.group(1).upper()) if match else None
+    if match is None or (size is not None and len(match.group(2)) != 2 * size):
+        raise SourceError(
+            f"private key {label} has a malformed DEK-Info header: export the key again "
+            "(openssl pkcs8 -topk8)",
+            source=source,
+        )
+
+
+def _parse_private_key(data: bytes, password: bytes | None, source: str) -> PrivateKeyTypes:
+    label = describe(source)
+    if is_pem(data):
+        blocks = pem_blocks(data)
+        keys = [b for b in blocks if b.label.endswith("PRIVATE KEY")]
+        if not keys:
+            only_certs = blocks and all(b.label in CERT_LABELS for b in blocks)
+            hint = " (it holds only certificates)" if only_certs else ""
+            raise SourceError(_NO_KEY.format(src=label + hint), source=source)
+        if len(keys) > 1:
+            raise SourceError(
+                f"{label} holds {len(keys)} private keys: keep only the one issued with the "
+                "certificate",
+                source=source,
+            )
+        block = keys[0]
+        if block.label not in _KEY_LABELS:
+            raise UnsupportedKeyError(
+                f"private key {label} is a {block.label!r} block: convert it to PKCS#8 "
+                "(openssl pkcs8 -topk8, or ssh-keygen -p -m PKCS8 for OpenSSH keys)",
+                source=source,
+            )
+        legacy = bool(_LEGACY_ENCRYPTED.search(block.body))
+        if legacy:
+            _check_dek_info(block.body, label, source)
+        encrypted = legacy or block.label == "ENCRYPTED PRIVATE KEY"
+        if not encrypted and (key := _fast_pem_key(block)) is not None:
+            return key
+        return _decrypt_key(block.text, True, encrypted, password, label, source)
+    if is_pkcs12(data):
+        raise SourceError(
+            f"private key {label} is a PKCS#12 file: pass it as the certificate and leave "
+            "the private key out",
+            source=source,
+        )
+    encrypted = is_encrypted_pkcs8_der(data)
+    if not encrypted and _looks_like_certificate(data):
+        raise SourceError(
+            f"{label} holds a certificate, not a private key: pass the private key file",
+            source=source,
+        )
+    if not encrypted and (key := _fast_der_key(data)) is not None:
+        return key
+    return _decrypt_key(data, False, encrypted, password, label, source)
+
+
+def _looks_like_certificate(data: bytes) -> bool:
+    try:
+        _derlib.parse_certificate(data)
+    except SourceError:
+        pass
+    else:
+        return True
+    # Every key format starts SEQUENCE { INTEGER ...; a certificate SEQUENCE { SEQUENCE ...:
+    # only ask cryptography about the latter.
+    outer = der_content(data)
+    if outer is None or outer[0] != 0x30 or data[outer[1] : outer[1] + 1] != b"\x30":
+        return False
+    from cryptography import x509
+
+    try:
+        x509.load_der_x509_certificate(data)
+    except Exception:
+        return False
+    return True
+
+
+def load_private_key(data: bytes, password: Password, *, source: str) -> SigningKey:
+    """A signing key from PKCS#1, SEC1 or PKCS#8 (PEM or DER, PKCS#8 possibly encrypted).
+
+    A PEM file may hold other blocks (certificates) too. A password given for an unencrypted
+    key is ignored.
+    """
+    label = describe(source)
+    with guard(_NO_KEY.format(src=label), source):
+        key = _parse_private_key(data, password_bytes(password), source)
+        return signing_key(key, label, source)
