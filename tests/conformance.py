@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from rolesanywhere.session.protocol import header_value
+
 ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "conformance"
 SIGV4 = ROOT / "sigv4-v4"
 X509 = ROOT / "rolesanywhere-x509"
@@ -89,11 +91,10 @@ def sigv4_time(context: dict[str, Any]) -> datetime:
 
 def header(request: RawRequest, name: str) -> str:
     """The first value of header ``name`` (any case)."""
-    wanted = name.lower()
-    for key, value in request.headers:
-        if key.lower() == wanted:
-            return value
-    raise KeyError(name)
+    value = header_value(request.headers, name)
+    if value is None:
+        raise KeyError(name)
+    return value
 
 
 def request_url(request: RawRequest, scheme: str = "https") -> str:

@@ -196,17 +196,17 @@ def test_disk_full_position_db_is_named_once_and_shipping_goes_on(
 ) -> None:
     """The position DB cannot grow (SQLITE_FULL, as on a full disk): every line is still
     delivered, the cause is named once in one line, and no callback traceback is logged."""
-    from rolesanywhere.ship.tail import Tailer
+    from rolesanywhere.ship.positions import PositionStore
 
-    real_open = Tailer._open_db
+    real_open = PositionStore._open_db
 
-    def full_disk(self: Tailer, synchronous: str, **kw: bool) -> sqlite3.Connection:
+    def full_disk(self: PositionStore, synchronous: str, **kw: bool) -> sqlite3.Connection:
         conn = real_open(self, synchronous, **kw)
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         conn.execute(f"PRAGMA max_page_count = {pages}")
         return conn
 
-    monkeypatch.setattr(Tailer, "_open_db", full_disk)
+    monkeypatch.setattr(PositionStore, "_open_db", full_disk)
     logs = tmp_path / "logs"
     logs.mkdir()
     for i in range(100):

@@ -114,10 +114,11 @@ def run_ship(
 ) -> int:
     """Ship until stopped (or, with ``once``, until everything there is delivered)."""
     from rolesanywhere.auth.sigv4auth import SigV4Auth
+    from rolesanywhere.errors import PositionsLostError, TailError
     from rolesanywhere.session.refresh import RefreshingCredentials
     from rolesanywhere.ship.build import shipper_config
     from rolesanywhere.ship.shipper import Shipper
-    from rolesanywhere.ship.tail import PositionsLostError, Tailer, TailError
+    from rolesanywhere.ship.tail import Tailer
 
     stop = stop or threading.Event()
     for warning in config.warnings:

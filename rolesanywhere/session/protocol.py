@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -46,6 +46,7 @@ __all__ = [
     "SessionParams",
     "SignedRequest",
     "build_create_session_request",
+    "header_value",
     "is_retryable_status",
     "parse_create_session_response",
     "sign_x509",
@@ -54,6 +55,15 @@ __all__ = [
 SERVICE = "rolesanywhere"
 #: Headers that are never signed (they change in transit or are added by the HTTP client).
 UNSIGNED_HEADERS = frozenset({"authorization", "user-agent", "content-length", "connection"})
+
+
+def header_value(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    """The first value of header ``name`` (any case) in ``(name, value)`` pairs, or ``None``."""
+    lname = name.lower()
+    for key, value in headers:
+        if key.lower() == lname:
+            return value
+    return None
 
 
 class HttpRequest(Value):
@@ -73,11 +83,7 @@ class HttpRequest(Value):
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (any case), or ``None``."""
-        lname = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lname:
-                return value
-        return None
+        return header_value(self.headers, name)
 
 
 class SignedRequest(HttpRequest):

@@ -9,17 +9,18 @@
 - :class:`Handler`, which hands every request to the emulator and gives it :meth:`Handler.read_body`
   (``Content-Length`` or chunked, with a cap) and :meth:`Handler.write`; it logs nothing.
 - Checks both emulators make the same way: :func:`origin_form`, :func:`authorization_parameters`,
-  :func:`clock_skew_error`.
+  :func:`clock_skew_error`; answers: :func:`json_answer`, :func:`text_answer`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import ssl
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,8 +41,10 @@ __all__ = [
     "Server",
     "authorization_parameters",
     "clock_skew_error",
+    "json_answer",
     "origin_form",
     "server_context",
+    "text_answer",
 ]
 
 _READ_BLOCK = 1 << 16
@@ -55,6 +58,19 @@ class Answer:
     headers: tuple[tuple[str, str], ...]
     body: bytes
     close: bool = False
+
+
+def json_answer(status: int, payload: object, headers: Iterable[tuple[str, str]]) -> Answer:
+    """``payload`` as compact JSON, with ``headers`` (the ``Content-Type`` among them)."""
+    return Answer(status, tuple(headers), json.dumps(payload, separators=(",", ":")).encode())
+
+
+def text_answer(
+    status: int, text: str, *, close: bool = False, extra: Iterable[tuple[str, str]] = ()
+) -> Answer:
+    """A ``text/plain; charset=utf-8`` answer."""
+    headers = (("Content-Type", "text/plain; charset=utf-8"), *extra)
+    return Answer(status, headers, text.encode(), close)
 
 
 # --- checks both emulators make ------------------------------------------------------------------

@@ -47,12 +47,14 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from rolesanywhere.credentials import format_expiration
 from rolesanywhere.errors import UnsupportedKeyError
 from rolesanywhere.session.endpoints import partition_for_region
+from rolesanywhere.session.protocol import header_value
 from rolesanywhere.sigv4 import canonical as sigv4
 from rolesanywhere.testing._server import (
     Answer,
     ServedEmulator,
     authorization_parameters,
     clock_skew_error,
+    json_answer,
     origin_form,
 )
 from rolesanywhere.testing.pki import IssuedCert
@@ -129,11 +131,7 @@ class RecordedRequest:
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (any case), or ``None``."""
-        lname = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lname:
-                return value
-        return None
+        return header_value(self.headers, name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,7 +515,7 @@ class RolesAnywhereEmulator(ServedEmulator):
             ("x-amzn-RequestId", str(uuid.uuid4())),
             *extra,
         )
-        return _Answer(status, headers, json.dumps(payload, separators=(",", ":")).encode())
+        return json_answer(status, payload, headers)
 
     def _error(self, status: int, error_type: str, message: str) -> _Answer:
         return self._json(status, {"message": message}, [("X-Amzn-ErrorType", error_type)])
