@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rolesanywhere.errors import InvalidParameterError
-from rolesanywhere.profiles.awsconfig import IdentitySettings
+from rolesanywhere.profiles.settings import IdentitySettings
 from rolesanywhere.ship.config import (
     MAX_BATCH_BYTES,
     ConfigWarning,
@@ -619,7 +619,7 @@ def test_toml_round_trip_with_identity_and_every_field() -> None:
     assert config.headers[1] == ("X-Quote", 'a "b" \x7f')
     assert config.refresh_interval == 120.0 and config.rotate_wait == 0.0
     assert isinstance(config.identity, IdentitySettings)
-    assert config.identity.session_duration == 900
+    assert config.identity.duration_seconds == 900
     assert config.identity.password == "pw-123"
     text = config.to_toml()
     assert "pw-123" not in text
@@ -772,7 +772,7 @@ def test_flag_identity_replaces_the_file_profile(tmp_path: Path) -> None:
     assert config.identity is not None
     assert config.identity.certificate == "/c.pem"
     assert config.identity.region == "us-east-1"
-    assert config.identity.session_duration == 1800
+    assert config.identity.duration_seconds == 1800
 
 
 def test_flag_profile_replaces_the_file_identity(tmp_path: Path) -> None:
@@ -825,7 +825,7 @@ def test_no_verify_ssl_applies_to_both_endpoints() -> None:
     )  # fmt: skip
     config = from_args(args, environ=ENV)
     assert config.tls_verify is False
-    assert config.identity is not None and config.identity.verify_ssl is False
+    assert config.identity is not None and config.identity.verify is False
     profile_only = from_args(
         ship_parser().parse_args(["/x", "--host", HOST, "--no-verify-ssl"]), environ=ENV
     )

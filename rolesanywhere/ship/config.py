@@ -152,9 +152,17 @@ from urllib.parse import urlsplit
 from rolesanywhere.errors import InvalidParameterError
 from rolesanywhere.profiles.awsconfig import (
     CredentialProvider,
-    IdentitySettings,
     credential_source_for_identity,
     credential_source_for_profile,
+)
+from rolesanywhere.profiles.settings import (
+    SETTINGS,
+    IdentitySettings,
+    add_flags,
+    add_unsupported_flags,
+    flag_namer,
+    unsupported_flag,
+    values_from_args,
 )
 from rolesanywhere.session.endpoints import partition_for_region, show
 
@@ -462,22 +470,10 @@ class ShipConfig:
             "credentials": {"aws_profile": self.aws_profile},
         }
         if self.identity is not None:
-            ident = self.identity
             tables["credentials"] = {
-                "certificate": ident.certificate,
-                "private_key": ident.private_key,
-                "intermediates": ident.intermediates,
-                "trust_anchor_arn": ident.trust_anchor_arn,
-                "profile_arn": ident.profile_arn,
-                "role_arn": ident.role_arn,
-                "session_duration": ident.session_duration,
-                "role_session_name": ident.role_session_name,
-                "region": ident.region,
-                "endpoint": ident.endpoint,
-                "verify_ssl": ident.verify_ssl,
-                "with_proxy": ident.with_proxy,
-                "timeout": ident.timeout,
-                "pkcs8_password": ident.password if include_secrets else None,
+                s.key: self.identity.values[s.name]
+                for s in SETTINGS
+                if include_secrets or s.name != "password"
             }
         lines = ["# rolesanywhere ship configuration"]
         for name, values in tables.items():
@@ -513,34 +509,10 @@ def _toml_value(value: object) -> str:
 
 # --- layers: what one source says -----------------------------------------------------------------
 
-_ID_KEYS = (
-    "certificate",
-    "private_key",
-    "intermediates",
-    "trust_anchor_arn",
-    "profile_arn",
-    "role_arn",
-    "session_duration",
-    "role_session_name",
-    "region",
-    "endpoint",
-    "verify_ssl",
-    "with_proxy",
-    "password",
-    "timeout",
-)
 #: Keys that choose a Roles Anywhere identity (over an AWS profile of a lower layer).
 _ID_DEFINING = frozenset(
-    {"id.certificate", "id.private_key", "id.trust_anchor_arn", "id.profile_arn", "id.role_arn"}
+    f"id.{s.key}" for s in SETTINGS if s.required or s.name in ("certificate", "private_key")
 )
-_ID_FLAGS = {
-    "certificate": "--certificate",
-    "private_key": "--private-key",
-    "intermediates": "--intermediates",
-    "trust_anchor_arn": "--trust-anchor-arn",
-    "profile_arn": "--profile-arn",
-    "role_arn": "--role-arn",
-}
 
 
 class _Layer:
@@ -1347,6 +1319,9 @@ def _t_fields(value: object, where: str) -> dict[str, FieldValue]:
     return dict(value)
 
 
+_T_SETTING: dict[str, _Convert] = {
+    "text": _t_str, "int": _t_int, "float": _t_duration, "switch": _t_bool, "negated": _t_bool
+}  # fmt: skip
 _TOML_SCHEMA: dict[str, dict[str, tuple[str, _Convert]]] = {
     "input": {
         "paths": ("paths", _t_str_list),
@@ -1392,20 +1367,7 @@ _TOML_SCHEMA: dict[str, dict[str, tuple[str, _Convert]]] = {
     },
     "credentials": {
         "aws_profile": ("aws_profile", _t_str),
-        "certificate": ("id.certificate", _t_str),
-        "private_key": ("id.private_key", _t_str),
-        "intermediates": ("id.intermediates", _t_str),
-        "trust_anchor_arn": ("id.trust_anchor_arn", _t_str),
-        "profile_arn": ("id.profile_arn", _t_str),
-        "role_arn": ("id.role_arn", _t_str),
-        "session_duration": ("id.session_duration", _t_int),
-        "role_session_name": ("id.role_session_name", _t_str),
-        "region": ("id.region", _t_str),
-        "endpoint": ("id.endpoint", _t_str),
-        "verify_ssl": ("id.verify_ssl", _t_bool),
-        "with_proxy": ("id.with_proxy", _t_bool),
-        "pkcs8_password": ("id.password", _t_str),
-        "timeout": ("id.timeout", _t_duration),
+        **{s.key: (f"id.{s.key}", _T_SETTING[s.kind]) for s in SETTINGS},
     },
 }
 
@@ -1658,75 +1620,29 @@ def add_ship_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_credential_arguments(parser: argparse.ArgumentParser) -> None:
-    from rolesanywhere.cli.main import _UNSUPPORTED_FLAGS, PASSWORD_ENV
-
     group = parser.add_argument_group(
-        "credentials: an AWS profile, or a Roles Anywhere identity (credential-process flags)"
+        "credentials: an AWS profile, or a Roles Anywhere identity (credential-process flags)",
+        "--no-verify-ssl applies to the ingestion endpoint too",
     )
-    add = group.add_argument
-    add("--aws-profile", metavar="NAME", help="use the credentials of AWS profile NAME")
-    add(
-        "--certificate",
-        metavar="FILE",
-        help="certificate file (PEM, DER or PKCS#12), env:NAME or -",
+    group.add_argument(
+        "--aws-profile", metavar="NAME", help="use the credentials of AWS profile NAME"
     )
-    add(
-        "--private-key",
-        metavar="FILE",
-        help="private key file (PKCS#1, SEC1 or PKCS#8; PEM or DER)",
-    )
-    add("--intermediates", metavar="FILE", help="intermediate CA certificates (PEM bundle)")
-    add("--trust-anchor-arn", metavar="ARN", help="ARN of the trust anchor")
-    add("--profile-arn", metavar="ARN", help="ARN of the Roles Anywhere profile")
-    add("--role-arn", metavar="ARN", help="ARN of the role to assume")
-    add("--session-duration", type=int, metavar="SECONDS", help="seconds, 900-43200 (default 3600)")
-    add("--role-session-name", metavar="NAME", help="session name recorded in CloudTrail")
-    add(
-        "--rolesanywhere-region",
-        metavar="REGION",
-        help="Roles Anywhere region (default: the trust anchor's)",
-    )
-    add("--endpoint", metavar="URL", help="Roles Anywhere endpoint URL")
-    add(
-        "--no-verify-ssl",
-        action="store_true",
-        default=None,
-        help="verify no TLS certificate (ingestion and Roles Anywhere endpoints)",
-    )
-    add(
-        "--with-proxy",
-        action="store_true",
-        default=None,
-        help="use HTTP(S)_PROXY for Roles Anywhere",
-    )
-    add(
-        "--pkcs8-password",
-        metavar="PASSWORD",
-        help=f"password of an encrypted private key; visible to other users in ps: prefer "
-        f"setting {PASSWORD_ENV}",
-    )
-    add("--timeout", type=float, default=None, help=argparse.SUPPRESS)
-    for dest, flag in _UNSUPPORTED_FLAGS.items():
-        if dest in ("reuse_pin", "no_tpm_key_password", "use_latest_expiring_certificate"):
-            add(flag, dest=dest, action="store_true", default=None, help=argparse.SUPPRESS)
-        else:
-            add(flag, dest=dest, help=argparse.SUPPRESS)
+    add_flags(group, ship=True)
+    add_unsupported_flags(group)
 
 
 def _flags_layer(ns: argparse.Namespace) -> _Layer:
-    from rolesanywhere.cli.main import _UNSUPPORTED_FLAGS
-
     layer = _Layer()
 
     def get(name: str) -> Any:
         return getattr(ns, name, None)
 
-    for dest, flag in _UNSUPPORTED_FLAGS.items():
-        if get(dest):
-            raise ShipConfigError(
-                f"{flag} is not supported by this version: use --certificate and --private-key "
-                "files, or an --aws-profile whose credential_process runs the official helper"
-            )
+    flag = unsupported_flag(ns)
+    if flag is not None:
+        raise ShipConfigError(
+            f"{flag} is not supported by this version: use --certificate and --private-key "
+            "files, or an --aws-profile whose credential_process runs the official helper"
+        )
 
     def parsed(dest: str, flag: str, key: str, parse: Callable[[str, str], object]) -> None:
         value = get(dest)
@@ -1778,25 +1694,12 @@ def _flags_layer(ns: argparse.Namespace) -> _Layer:
             fields[key.strip()] = value
         layer.set("fields", fields, "--field")
     plain("aws_profile", "--aws-profile", "aws_profile")
-    if get("no_verify_ssl"):
+    identity = values_from_args(ns, ship=True)
+    if identity.get("verify") is False:
         layer.set("tls_verify", False, "--no-verify-ssl")
-        layer.set("id.verify_ssl", False, "--no-verify-ssl")
-    for dest, key in (
-        ("certificate", "id.certificate"),
-        ("private_key", "id.private_key"),
-        ("intermediates", "id.intermediates"),
-        ("trust_anchor_arn", "id.trust_anchor_arn"),
-        ("profile_arn", "id.profile_arn"),
-        ("role_arn", "id.role_arn"),
-        ("session_duration", "id.session_duration"),
-        ("role_session_name", "id.role_session_name"),
-        ("rolesanywhere_region", "id.region"),
-        ("endpoint", "id.endpoint"),
-        ("with_proxy", "id.with_proxy"),
-        ("pkcs8_password", "id.password"),
-        ("timeout", "id.timeout"),
-    ):
-        plain(dest, "--" + dest.replace("_", "-"), key)
+    for setting in SETTINGS:
+        if setting.name in identity:
+            layer.set(f"id.{setting.key}", identity[setting.name], setting.flag_for(ship=True))
     return layer
 
 
@@ -2108,9 +2011,9 @@ def _build_credentials(m: _Merged) -> tuple[IdentitySettings | None, str | None]
     if not set(ids) - {"verify_ssl"}:
         return None, None
     missing = [
-        f"{name} ({flag})"
-        for name, flag in _ID_FLAGS.items()
-        if name not in ("private_key", "intermediates") and not ids.get(name)
+        f"{s.key} ({s.flag_for(ship=True)})"
+        for s in SETTINGS
+        if (s.required or s.name == "certificate") and not ids.get(s.key)
     ]
     first = next(k for k in m.values if k.startswith("id.") and k != "id.verify_ssl")
     if missing:
@@ -2120,25 +2023,11 @@ def _build_credentials(m: _Merged) -> tuple[IdentitySettings | None, str | None]
             "give them, or use --aws-profile",
         )
     try:
-        identity = IdentitySettings(
-            certificate=str(ids["certificate"]),
-            private_key=ids.get("private_key"),
-            intermediates=ids.get("intermediates"),
-            trust_anchor_arn=str(ids["trust_anchor_arn"]),
-            profile_arn=str(ids["profile_arn"]),
-            role_arn=str(ids["role_arn"]),
-            session_duration=int(ids.get("session_duration", 3600)),
-            role_session_name=ids.get("role_session_name"),
-            region=ids.get("region"),
-            endpoint=ids.get("endpoint"),
-            verify_ssl=bool(ids.get("verify_ssl", True)),
-            with_proxy=bool(ids.get("with_proxy", False)),
-            password=ids.get("password"),
-            timeout=float(ids.get("timeout", 30.0)),
-        )
+        identity = IdentitySettings.from_keys(ids)
         identity.validate()
     except ShipConfigError:
         raise
     except InvalidParameterError as exc:
-        raise m.fail(first, " ".join(str(exc).split())) from None
+        message = exc.naming(flag_namer(ship=True))
+        raise m.fail(first, " ".join(message.split())) from None
     return identity, None

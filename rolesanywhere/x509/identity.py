@@ -88,8 +88,8 @@ def __getattr__(name: str) -> Any:
 
 _SPEC_TYPES = (str, bytes, bytearray, memoryview, os.PathLike)
 _HOW_TO_UNLOCK = (
-    "pass its password with --pkcs8-password or the ROLESANYWHERE_PKCS8_PASSWORD "
-    "environment variable"
+    # "\x1f" brackets a parameter's name (rolesanywhere.errors.parameter)
+    "pass its password (\x1fpassword\x1f)"
 )
 _NO_CERT = "no certificate found in {src}: expected a PEM or DER X.509 certificate"
 _NO_KEY = (
@@ -898,7 +898,7 @@ def _load(
                 ):
                     raise SourceError(
                         f"no private key found in {src.label}: pass the private key "
-                        "(--private-key), or a PEM file holding both, or a PKCS#12 file",
+                        "(\x1fprivate_key\x1f), or a PEM file holding both, or a PKCS#12 file",
                         source=cert_name,
                     )
                 embedded_key = load_private_key(src.data, pw, source=cert_name)
