@@ -11,6 +11,7 @@ are imported from here.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 __all__ = [
     "AccessDeniedError",
@@ -46,8 +47,49 @@ __all__ = [
 ]
 
 
+#: Brackets a parameter's name in a message (:func:`parameter`); never shown.
+PARAMETER_MARK = "\x1f"
+
+
+def parameter(name: str) -> str:
+    """``name`` marked, in an error message, as the name of a parameter.
+
+    ``str(error)`` shows the Python keyword argument (``duration_seconds must be between 900
+    and 43200 seconds``); a front end shows its own name for it with
+    :meth:`RolesAnywhereError.naming` (the command line: ``--session-duration must be…``).
+    """
+    return f"{PARAMETER_MARK}{name}{PARAMETER_MARK}"
+
+
 class RolesAnywhereError(Exception):
-    """Base class of every error raised by this library."""
+    """Base class of every error raised by this library.
+
+    Messages name the parameters to fix by their Python names (see :func:`parameter`).
+    """
+
+    def __str__(self) -> str:
+        return self.naming(str)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+    def naming(self, name: Callable[[str], str]) -> str:
+        """The message, each parameter it names shown as ``name(python_name)``."""
+        parts = self._message().split(PARAMETER_MARK)
+        return "".join(name(part) if odd else part for odd, part in _alternating(parts))
+
+    def _message(self) -> str:
+        """The message with its parameters marked (subclasses that format theirs override)."""
+        return super().__str__()
+
+
+def _alternating(parts: list[str]) -> list[tuple[bool, str]]:
+    # An unpaired mark (a stray one in text from elsewhere) leaves its piece as it is.
+    paired = len(parts) % 2 == 1
+    return [
+        (index % 2 == 1 and (paired or index < len(parts) - 1), part)
+        for index, part in enumerate(parts)
+    ]
 
 
 class InvalidArgumentTypeError(RolesAnywhereError, TypeError):
@@ -144,7 +186,7 @@ class ServiceError(RolesAnywhereError):
         self.request_id = request_id
         self.hint = hint
 
-    def __str__(self) -> str:
+    def _message(self) -> str:
         kind = self.error_type or "ServiceError"
         text = f"{kind} (HTTP {self.status}): {self.message}"
         if self.request_id:

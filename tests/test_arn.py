@@ -140,7 +140,7 @@ def test_trust_anchor_errors(text: str, reason: str) -> None:
     with pytest.raises(InvalidParameterError) as e:
         parse_trust_anchor_arn(text)
     message = str(e.value)
-    assert message.startswith("--trust-anchor-arn is not a trust anchor ARN (")
+    assert message.startswith("trust_anchor_arn is not a trust anchor ARN (")
     assert "expected arn:aws:rolesanywhere:REGION:ACCOUNT:trust-anchor/ID" in message
     assert message.endswith(f"got {text!r}")
     assert reason in message
@@ -153,7 +153,7 @@ def test_profile_errors(text: str, reason: str) -> None:
     with pytest.raises(InvalidParameterError) as e:
         parse_profile_arn(text)
     message = str(e.value)
-    assert message.startswith("--profile-arn is not a profile ARN (")
+    assert message.startswith("profile_arn is not a profile ARN (")
     assert "expected arn:aws:rolesanywhere:REGION:ACCOUNT:profile/ID" in message
     assert reason in message
 
@@ -212,7 +212,7 @@ def test_role_errors(text: str, reason: str) -> None:
     with pytest.raises(InvalidParameterError) as e:
         parse_role_arn(text)
     message = str(e.value)
-    assert message.startswith("--role-arn is not an IAM role ARN (")
+    assert message.startswith("role_arn is not an IAM role ARN (")
     assert "expected arn:aws:iam::ACCOUNT:role/NAME" in message
     assert reason in message
 
@@ -230,13 +230,13 @@ def test_duration_out_of_range(seconds: int) -> None:
     with pytest.raises(InvalidParameterError) as e:
         validate_duration(seconds)
     assert str(e.value) == (
-        f"--session-duration must be between 900 and 43200 seconds, got {seconds}"
+        f"duration_seconds must be between 900 and 43200 seconds, got {seconds}"
     )
 
 
 @pytest.mark.parametrize("value", [True, 3600.0, "3600", None])
 def test_duration_wrong_type(value: object) -> None:
-    with pytest.raises(InvalidParameterError, match="--session-duration must be between"):
+    with pytest.raises(InvalidParameterError, match="duration_seconds must be between"):
         validate_duration(value)  # type: ignore[arg-type]
 
 
@@ -249,7 +249,7 @@ def test_session_name_valid(name: str) -> None:
     "name", ["", "a", "a" * 65, "has space", "sl/ash", "col:on", "caf\u00e9", "a\n", "\u0661\u0662"]
 )
 def test_session_name_invalid(name: str) -> None:
-    with pytest.raises(InvalidParameterError, match=r"^--role-session-name must be 2 to 64") as e:
+    with pytest.raises(InvalidParameterError, match=r"^role_session_name must be 2 to 64") as e:
         validate_role_session_name(name)
     assert "\n" not in str(e.value)
 
@@ -277,9 +277,9 @@ def test_explicit_region_wins_and_keeps_fips_microformat() -> None:
 def test_explicit_region_must_be_the_trust_anchors() -> None:
     anchor = parse_trust_anchor_arn(ta("us-gov-west-1", "aws-us-gov"))
     prof = parse_profile_arn(profile("us-gov-west-1", "aws-us-gov"))
-    with pytest.raises(InvalidParameterError, match="disagrees with --trust-anchor-arn") as e:
+    with pytest.raises(InvalidParameterError, match="disagrees with trust_anchor_arn") as e:
         resolve_region(anchor, prof, "us-gov-east-1")
-    assert "pass --region us-gov-west-1" in str(e.value)
+    assert "pass region us-gov-west-1" in str(e.value)
 
 
 @pytest.mark.parametrize("pad", [" {}", "{} ", "{}\n", "\t{}\r\n"])
@@ -295,16 +295,16 @@ def test_region_mismatch_names_both() -> None:
     with pytest.raises(InvalidParameterError) as e:
         resolve_region(anchor, prof, None)
     message = str(e.value)
-    assert "--trust-anchor-arn is in region 'us-east-1'" in message
-    assert "--profile-arn is in region 'us-west-2'" in message
+    assert "trust_anchor_arn is in region 'us-east-1'" in message
+    assert "profile_arn is in region 'us-west-2'" in message
 
 
 def test_partition_mismatch_between_arns() -> None:
     anchor = parse_trust_anchor_arn(ta())
     cn_profile = parse_profile_arn(profile("cn-north-1", "aws-cn"))
-    with pytest.raises(InvalidParameterError, match="partition aws but --profile-arn is in aws-cn"):
+    with pytest.raises(InvalidParameterError, match="partition aws but profile_arn is in aws-cn"):
         resolve_region(anchor, cn_profile, None)
-    with pytest.raises(InvalidParameterError, match="--role-arn is in partition aws-us-gov"):
+    with pytest.raises(InvalidParameterError, match="role_arn is in partition aws-us-gov"):
         resolve_region(
             anchor,
             parse_profile_arn(profile()),
@@ -316,14 +316,14 @@ def test_partition_mismatch_between_arns() -> None:
 @pytest.mark.parametrize("region", ["cn-north-1", "us-gov-west-1", "fips-us-gov-west-1"])
 def test_explicit_region_in_other_partition(region: str) -> None:
     anchor, prof = parse_trust_anchor_arn(ta()), parse_profile_arn(profile())
-    with pytest.raises(InvalidParameterError, match=f"--region '{region}' is in partition"):
+    with pytest.raises(InvalidParameterError, match=f"region '{region}' is in partition"):
         resolve_region(anchor, prof, region)
 
 
 @pytest.mark.parametrize("region", ["xx", "us-east-1 ", "US-EAST-1"])
 def test_explicit_region_unknown_format(region: str) -> None:
     anchor, prof = parse_trust_anchor_arn(ta()), parse_profile_arn(profile())
-    with pytest.raises(InvalidParameterError, match="not a known AWS region format: pass --region"):
+    with pytest.raises(InvalidParameterError, match="not a known AWS region format: set region to"):
         resolve_region(anchor, prof, region)
 
 

@@ -14,22 +14,17 @@ from typing import Any
 
 import pytest
 
-from rolesanywhere.errors import (
+from rolesanywhere.errors import InvalidParameterError, RolesAnywhereError
+from rolesanywhere.profiles.awsconfig import (
     AwsConfigError,
     CredentialProcessError,
-    InvalidParameterError,
-    RolesAnywhereError,
-)
-from rolesanywhere.profiles.awsconfig import (
-    IdentitySettings,
     ProcessCredentialSource,
     config_file_path,
     credential_source_for_profile,
-    credentials_file_path,
     load_profile,
-    parse_helper_command,
     parse_ini,
 )
+from rolesanywhere.profiles.credfile import credentials_file_path
 from rolesanywhere.session.refresh import RefreshingCredentials
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI
@@ -165,47 +160,6 @@ def test_helper_with_unsupported_flag_runs_as_subprocess(tmp_path: Path) -> None
     provider = credential_source_for_profile("hsm", environ=env)
     assert provider.kind == "process"
     assert "--pkcs11-lib" in provider.description
-
-
-@pytest.mark.parametrize(
-    ("argv", "expected"),
-    [
-        (["aws_signing_helper", "update"], None),
-        (["/opt/bin/other-tool", "credential-process", "--certificate", "c"], None),
-        (["aws_signing_helper"], None),
-        (["C:\\tools\\aws_signing_helper.exe", "credential-process", "--bogus"], str),
-        (["aws_signing_helper", "credential-process", "--certificate", "c"], str),
-    ],
-)
-def test_parse_helper_command_variants(argv: list[str], expected: object) -> None:
-    result = parse_helper_command(argv)
-    if expected is None:
-        assert result is None
-    else:
-        assert isinstance(result, str)
-
-
-def test_parse_helper_command_flags() -> None:
-    settings = parse_helper_command(
-        [
-            "/usr/local/bin/aws_signing_helper", "credential-process",
-            "--certificate", "/c.pem", "--trust-anchor-arn", "ta", "--profile-arn", "p",
-            "--role-arn", "r", "--session-duration", "900", "--region", "eu-west-1",
-            "--no-verify-ssl", "--with-proxy", "--pkcs8-password", "pw",
-            "--role-session-name", "ship",
-        ]
-    )  # fmt: skip
-    assert isinstance(settings, IdentitySettings)
-    assert settings.certificate == "/c.pem"
-    assert settings.private_key is None
-    assert (settings.trust_anchor_arn, settings.profile_arn, settings.role_arn) == ("ta", "p", "r")
-    assert settings.session_duration == 900
-    assert settings.region == "eu-west-1"
-    assert settings.verify_ssl is False
-    assert settings.with_proxy is True
-    assert settings.password == "pw"
-    assert "pw" not in repr(settings)
-    assert settings.role_session_name == "ship"
 
 
 def test_helper_with_bad_arn_is_a_one_line_error(tmp_path: Path) -> None:

@@ -99,7 +99,7 @@ def test_flag_identity_replaces_the_file_profile(tmp_path: Path) -> None:
     assert config.identity is not None
     assert config.identity.certificate == "/c.pem"
     assert config.identity.region == "us-east-1"
-    assert config.identity.session_duration == 1800
+    assert config.identity.duration_seconds == 1800
 
 
 def test_flag_profile_replaces_the_file_identity(tmp_path: Path) -> None:
@@ -152,7 +152,7 @@ def test_no_verify_ssl_applies_to_both_endpoints() -> None:
     )  # fmt: skip
     config = from_args(args, environ=ENV)
     assert config.tls_verify is False
-    assert config.identity is not None and config.identity.verify_ssl is False
+    assert config.identity is not None and config.identity.verify is False
     profile_only = from_args(
         ship_parser().parse_args(["/x", "--host", HOST, "--no-verify-ssl"]), environ=ENV
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rolesanywhere.errors import ShipConfigError
-from rolesanywhere.profiles.awsconfig import IdentitySettings
+from rolesanywhere.profiles.settings import IdentitySettings
 from rolesanywhere.ship.config.load import detect_format, from_toml
 from tests.test_shipconfig import (
     ARNS,
@@ -100,7 +100,7 @@ def test_toml_round_trip_with_identity_and_every_field() -> None:
     assert config.headers[1] == ("X-Quote", 'a "b" \x7f')
     assert config.refresh_interval == 120.0 and config.rotate_wait == 0.0
     assert isinstance(config.identity, IdentitySettings)
-    assert config.identity.session_duration == 900
+    assert config.identity.duration_seconds == 900
     assert config.identity.password == "pw-123"
     text = config.to_toml()
     assert "pw-123" not in text

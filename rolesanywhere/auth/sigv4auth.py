@@ -205,43 +205,36 @@ class SigV4Auth(httpx.Auth):
     def from_roles_anywhere(
         cls,
         *,
+        service: str,
+        region: str | None = None,
+        rolesanywhere_region: str | None = None,
         certificate: Any,
         private_key: Any = None,
         intermediates: Any = None,
         password: str | bytes | None = None,
-        trust_anchor_arn: str,
-        profile_arn: str,
-        role_arn: str,
-        service: str,
-        region: str | None = None,
-        duration_seconds: int = 3600,
-        role_session_name: str | None = None,
-        endpoint: str | None = None,
-        timeout: float = 30.0,
-        connect_timeout: float = 5.0,
-        **options: Any,
+        **settings: Any,
     ) -> SigV4Auth:
         """Everything from a certificate and the three ARNs, in one call.
 
         The identity files are watched (rotation needs no restart); credentials refresh ahead of
         expiry. ``region`` is the signing region of the target service (inferred from the host
-        when omitted); Roles Anywhere's own region comes from the trust anchor's ARN.
-        ``timeout`` bounds each CreateSession call, retries included (``connect_timeout``:
-        connecting), as in :class:`RolesAnywhereClient`. ``options`` go to :class:`SigV4Auth`.
+        when omitted); ``rolesanywhere_region`` is Roles Anywhere's own (default: the trust
+        anchor's). The other keyword arguments go to :class:`RolesAnywhereClient`
+        (``trust_anchor_arn``, ``profile_arn``, ``role_arn``, ``duration_seconds``, ``timeout``,
+        ``connect_timeout``…), or to :class:`SigV4Auth` when they are its own
+        (``unsigned_payload``…).
         """
+        import inspect
+
         from rolesanywhere.session.client import RolesAnywhereClient
         from rolesanywhere.x509.loader import IdentityLoader
 
+        own = inspect.signature(cls.__init__).parameters
+        options = {name: settings.pop(name) for name in list(settings) if name in own}
         client = RolesAnywhereClient(
             IdentityLoader(certificate, private_key, intermediates, password),
-            trust_anchor_arn=trust_anchor_arn,
-            profile_arn=profile_arn,
-            role_arn=role_arn,
-            duration_seconds=duration_seconds,
-            role_session_name=role_session_name,
-            endpoint=endpoint,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
+            region=rolesanywhere_region,
+            **settings,
         )
         return cls(client, service=service, region=region, **options)
 

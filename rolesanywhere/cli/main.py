@@ -13,9 +13,20 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from rolesanywhere.errors import UsageError
+from rolesanywhere.profiles.settings import (
+    PASSWORD_ENV,
+    Parser,
+    add_flags,
+    add_helper_flags,
+    add_unsupported_flags,
+    flag_namer,
+    split,
+    unsupported_flag,
+    values_from_args,
+)
 
 if TYPE_CHECKING:
     from rolesanywhere.session.client import RolesAnywhereClient
@@ -25,64 +36,30 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-PASSWORD_ENV = "ROLESANYWHERE_PKCS8_PASSWORD"  # noqa: S105 - a variable name
 #: Longest private key password accepted (from the flag, the variable or the terminal), in bytes.
 MAX_PASSWORD_BYTES = 1024
-
-#: Go helper flags this version parses but does not implement yet (hardware and OS stores).
-_UNSUPPORTED_FLAGS = {
-    "pkcs11_lib": "--pkcs11-lib",
-    "reuse_pin": "--reuse-pin",
-    "tpm_key_password": "--tpm-key-password",
-    "no_tpm_key_password": "--no-tpm-key-password",
-    "cert_selector": "--cert-selector",
-    "system_store_name": "--system-store-name",
-    "system_store_location": "--system-store-location",
-    "use_latest_expiring_certificate": "--use-latest-expiring-certificate",
-}
-
 
 #: Longest error message printed (messages are built to be much shorter).
 _MESSAGE_LIMIT = 2000
 
 
-def _shown(exc: BaseException) -> str:
-    """An error message as printed: one line, terminal controls escaped, and any PEM block (a
-    key pasted where a path or a choice was expected, which argparse echoes) left out."""
+def _shown(exc: BaseException, command: str | None = None) -> str:
+    """An error message as printed: one line, terminal controls escaped, any PEM block (a key
+    pasted where a path or a choice was expected, which argparse echoes) left out, and the
+    parameters it names shown as ``command``'s flags."""
     import re
 
-    from rolesanywhere.errors import safe_text
+    from rolesanywhere.errors import RolesAnywhereError, safe_text
 
+    message = (
+        exc.naming(flag_namer(ship=command == "ship"))
+        if isinstance(exc, RolesAnywhereError)
+        else str(exc)
+    )
     text = re.sub(
-        r"-----BEGIN[^\n]*?-----.*?(-----END[^\n]*?-----|$)", "<PEM text>", str(exc), flags=re.S
+        r"-----BEGIN[^\n]*?-----.*?(-----END[^\n]*?-----|$)", "<PEM text>", message, flags=re.S
     )
     return safe_text(text, _MESSAGE_LIMIT)
-
-
-class _Parser(argparse.ArgumentParser):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # No abbreviations: "--trust" must not quietly mean "--trust-anchor-arn" (the Go helper
-        # accepts only whole flag names, and a prefix can change meaning when flags are added).
-        kwargs["allow_abbrev"] = False
-        super().__init__(*args, **kwargs)
-
-    #: The subcommand's parser, when one is named: unknown flags are reported by the top parser.
-    command: argparse.ArgumentParser | None = None
-
-    def error(self, message: str) -> NoReturn:
-        prog = self.prog
-        if message.startswith("unrecognized arguments") and self.command is not None:
-            prog = self.command.prog
-            known = [f for a in self.command._actions for f in a.option_strings]
-            for word in message.partition(":")[2].split():
-                name = word.partition("=")[0]
-                matches = [f for f in known if name.startswith("--") and f.startswith(name)]
-                if matches:
-                    message += (
-                        f": flags are not abbreviated, did you mean {' or '.join(matches[:3])}?"
-                    )
-                    break
-        raise UsageError(f"{message} (see '{prog} --help')")
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -99,28 +76,6 @@ class _Formatter(argparse.HelpFormatter):
         super().__init__(prog, width=max(width - 2, 40))
 
 
-def _add_unsupported_flags(add: Callable[..., object], names: Sequence[str]) -> None:
-    for dest in names:
-        flag = _UNSUPPORTED_FLAGS[dest]
-        if dest in ("reuse_pin", "no_tpm_key_password", "use_latest_expiring_certificate"):
-            add(flag, dest=dest, action="store_true", help=argparse.SUPPRESS)
-        else:
-            add(flag, dest=dest, help=argparse.SUPPRESS)
-
-
-def _add_key_flags(add: Callable[..., object]) -> None:
-    add("--certificate", help="certificate file (PEM, DER or PKCS#12), env:NAME or - for stdin")
-    add("--private-key", help="private key file (PKCS#1, SEC1 or PKCS#8; PEM or DER)")
-
-
-def _add_password_flag(add: Callable[..., object]) -> None:
-    add(
-        "--pkcs8-password",
-        help=f"password of an encrypted private key; visible to other users in ps: prefer "
-        f"setting {PASSWORD_ENV}",
-    )
-
-
 #: Printed by the long-running commands when the password came on the command line.
 PASSWORD_FLAG_WARNING = (
     "warning: --pkcs8-password stays visible to other users in ps for as long as this command "
@@ -129,7 +84,7 @@ PASSWORD_FLAG_WARNING = (
 
 
 def _warn_password_flag(args: argparse.Namespace, stderr: TextIO) -> None:
-    if getattr(args, "pkcs8_password", None) is not None:
+    if getattr(args, "password", None) is not None:
         print(f"{_prog()}: {PASSWORD_FLAG_WARNING}", file=stderr, flush=True)
 
 
@@ -137,41 +92,15 @@ def _prog() -> str:
     return "aws_signing_helper" if sys.argv and "signing" in sys.argv[0] else "rolesanywhere"
 
 
-def _add_identity_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("identity and session")
-    add = group.add_argument
-    _add_key_flags(add)
-    add("--intermediates", help="intermediate CA certificates (PEM bundle)")
-    add("--trust-anchor-arn", required=True, help="ARN of the trust anchor")
-    add("--profile-arn", required=True, help="ARN of the profile")
-    add("--role-arn", required=True, help="ARN of the role to assume")
-    add("--session-duration", type=int, default=3600, help="seconds, 900-43200 (default 3600)")
-    add("--role-session-name", help="session name recorded in CloudTrail")
-    add("--region", help="signing region (default: the trust anchor's)")
-    add("--endpoint", help="Roles Anywhere endpoint URL")
-    add("--no-verify-ssl", action="store_true", help="do not verify the endpoint's TLS certificate")
-    add("--with-proxy", action="store_true", help="use HTTP(S)_PROXY from the environment")
-    add("--debug", action="store_true", help="print the canonical request and headers to stderr")
-    _add_password_flag(add)
-    _add_unsupported_flags(add, list(_UNSUPPORTED_FLAGS))
-    add(
-        "--timeout",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="seconds the whole call may take, retries included (default 30)",
-    )
-
-
 def _add_update_flags(parser: argparse.ArgumentParser) -> None:
-    _add_identity_flags(parser)
+    add_helper_flags(parser)
     add = parser.add_argument
     add("--profile", default="default", help="profile of the credentials file to write")
     add("--once", action="store_true", help="write the credentials once, then exit")
 
 
 def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
-    _add_identity_flags(parser)
+    add_helper_flags(parser)
     add = parser.add_argument
     add("--port", type=int, default=9911, help="port on 127.0.0.1 (default 9911)")
     add("--hop-limit", type=int, default=64, help="IP TTL of the answers (1: this host only)")
@@ -180,20 +109,19 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
 def _add_sign_string_flags(parser: argparse.ArgumentParser) -> None:
     from rolesanywhere.x509.diagnostics import DIGESTS, FORMATS
 
+    add_flags(parser, names=("certificate", "private_key", "password"))
     add = parser.add_argument
-    _add_key_flags(add)
-    _add_password_flag(add)
     add("--digest", choices=DIGESTS, default=DIGESTS[0], help="SHA256 (default), SHA384, SHA512")
     add("--format", choices=FORMATS, default=FORMATS[0], help="json (default), text or bin")
     add("--debug", action="store_true", help="say what is signed on stderr")
-    _add_unsupported_flags(add, list(_UNSUPPORTED_FLAGS))
+    add_unsupported_flags(parser)
 
 
 def _add_read_certificate_flags(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--certificate", help="certificate file (PEM or DER), env:NAME or - for stdin")
     add("--debug", action="store_true", help=argparse.SUPPRESS)
-    _add_unsupported_flags(add, ["pkcs11_lib", "cert_selector", "system_store_name"])
+    add_unsupported_flags(parser, ["pkcs11_lib", "cert_selector", "system_store_name"])
 
 
 def _add_demo_flags(parser: argparse.ArgumentParser) -> None:
@@ -228,7 +156,7 @@ def _add_ship_flags(parser: argparse.ArgumentParser) -> None:
 _SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None] | None]] = {
     "credential-process": (
         "print credentials as the AWS SDKs' credential_process expects",
-        _add_identity_flags,
+        add_helper_flags,
     ),
     "ship": (
         "follow log files and ship them to OpenSearch Ingestion (replaces Fluent Bit)",
@@ -260,19 +188,19 @@ def _wanted(argv: Sequence[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
-def _build_parser(prog: str, argv: Sequence[str]) -> _Parser:
-    parser = _Parser(
+def _build_parser(prog: str, argv: Sequence[str]) -> Parser:
+    parser = Parser(
         prog=prog,
         formatter_class=_Formatter,
         description="Exchange an X.509 certificate for temporary AWS credentials "
         "(IAM Roles Anywhere); a drop-in for aws_signing_helper.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     wanted = _wanted(argv)
-    for name, (text, add_flags) in _SUBCOMMANDS.items():
+    for name, (text, configure) in _SUBCOMMANDS.items():
         command = sub.add_parser(name, help=text, description=text, formatter_class=_Formatter)
-        if add_flags is not None and name == wanted:
-            add_flags(command)
+        if configure is not None and name == wanted:
+            configure(command)
         if name == wanted:
             parser.command = command
     return parser
@@ -336,8 +264,8 @@ def _go_booleans(
 def _password(args: argparse.Namespace) -> str | None:
     import os
 
-    if args.pkcs8_password is not None:
-        return _capped_password(str(args.pkcs8_password), "--pkcs8-password")
+    if args.password is not None:
+        return _capped_password(str(args.password), "--pkcs8-password")
     return _capped_password(os.environ.get(PASSWORD_ENV) or None, PASSWORD_ENV)
 
 
@@ -354,12 +282,11 @@ def _capped_password(password: str | None, where: str) -> str | None:
 
 
 def _refuse_unsupported(args: argparse.Namespace) -> None:
-    for dest, flag in _UNSUPPORTED_FLAGS.items():
-        if getattr(args, dest, None):
-            raise UsageError(
-                f"{flag} is not supported by this version: "
-                "use --certificate and --private-key files"
-            )
+    flag = unsupported_flag(args)
+    if flag is not None:
+        raise UsageError(
+            f"{flag} is not supported by this version: use --certificate and --private-key files"
+        )
 
 
 def _identity_loader(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> IdentityLoader:
@@ -373,10 +300,10 @@ def _identity_loader(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) ->
             "unable to use cert store signer: no --certificate given; pass --certificate FILE "
             "(and --private-key FILE unless one file holds both)"
         )
-    intermediates = getattr(args, "intermediates", None)  # sign-string has none
+    files, _ = split(values_from_args(args))
 
     def load(password: str | None) -> IdentityLoader:
-        loader = IdentityLoader(args.certificate, args.private_key, intermediates, password)
+        loader = IdentityLoader(**{**files, "password": password})
         loader.get()
         return loader
 
@@ -420,34 +347,16 @@ def _client(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> RolesAny
                 self.loader = _identity_loader(args, stdin, stderr)
             return self.loader.get()
 
-    import math
-
-    if not (math.isfinite(args.timeout) and args.timeout > 0):
-        raise UsageError(
-            f"--timeout must be a positive number of seconds, not {args.timeout:g}: "
-            "pass e.g. --timeout 30"
-        )
-    verify = resolve_verify(not args.no_verify_ssl)
+    _, settings = split(values_from_args(args))
+    settings["verify"] = verify = resolve_verify(settings["verify"])
     # One request per run: our small HTTP/1.1 client starts faster than httpx; proxies need httpx.
-    transport = None if args.with_proxy else StdlibTransport(verify=verify)
+    transport = None if settings["proxy_from_env"] else StdlibTransport(verify=verify)
 
     def debug(text: str) -> None:
         print(text, file=stderr)
 
     return RolesAnywhereClient(
-        _Lazy(),
-        trust_anchor_arn=args.trust_anchor_arn,
-        profile_arn=args.profile_arn,
-        role_arn=args.role_arn,
-        region=args.region,
-        duration_seconds=args.session_duration,
-        role_session_name=args.role_session_name,
-        endpoint=args.endpoint,
-        verify=verify,
-        proxy_from_env=args.with_proxy,
-        transport=transport,
-        timeout=args.timeout,
-        debug=debug if args.debug else None,
+        _Lazy(), **settings, transport=transport, debug=debug if args.debug else None
     )
 
 
@@ -659,7 +568,7 @@ def main(
             return 0
         return _COMMANDS[args.command](args, stdin, stdout, stderr)
     except UsageError as exc:
-        print(f"{prog}: {_shown(exc)}", file=stderr)
+        print(f"{prog}: {_shown(exc, _wanted(argv or []))}", file=stderr)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=stderr)
     except BrokenPipeError:
@@ -673,7 +582,7 @@ def main(
         from rolesanywhere.errors import RolesAnywhereError
 
         if isinstance(exc, RolesAnywhereError):
-            print(f"{prog}: {_shown(exc)}", file=stderr)
+            print(f"{prog}: {_shown(exc, _wanted(argv or []))}", file=stderr)
         else:
             detail = _shown(exc)
             print(f"{prog}: unexpected error: {type(exc).__name__}: {detail}", file=stderr)

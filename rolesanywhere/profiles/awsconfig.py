@@ -16,7 +16,8 @@ Where the credentials come from, first match wins (the botocore order):
 
    - ``aws_signing_helper credential-process …`` or ``rolesanywhere credential-process …`` (any
      path to the binary): its arguments are parsed with the very flags of our
-     ``credential-process`` command and the credentials are obtained **in-process** with a
+     ``credential-process`` command (:func:`~rolesanywhere.profiles.settings.parse_helper_command`)
+     and the credentials are obtained **in-process** with a
      :class:`~rolesanywhere.session.client.RolesAnywhereClient` over an
      :class:`~rolesanywhere.x509.loader.IdentityLoader` (certificate changes are picked up; no
      subprocess). Flags this version cannot honour in-process (``--pkcs11-lib``…) or arguments
@@ -38,7 +39,8 @@ indented sub-properties (skipped), repeated sections merged (later keys win), un
 skipped. Secrets (keys, tokens, passwords, a process's stdout) never appear in a message,
 a ``repr`` or a log line.
 
-Imports stay light (stdlib only at import time): the client and the identity loader, which need
+Imports stay light (stdlib and modules of this package that import neither ``httpx`` nor
+``cryptography``): the client and the identity loader, which need
 ``cryptography`` and ``httpx``, are imported when a Roles Anywhere provider is built.
 """
 
@@ -62,28 +64,28 @@ from rolesanywhere.errors import (
     AwsConfigError,
     CredentialProcessError,
     InvalidParameterError,
-    UsageError,
     safe_text,
+)
+from rolesanywhere.profiles.credfile import credentials_file_path, expand_home
+from rolesanywhere.profiles.settings import (
+    IdentitySettings,
+    flag_namer,
+    parse_helper_command,
+    program_name,
 )
 
 if TYPE_CHECKING:
-    import argparse
-
     from rolesanywhere.session.client import RolesAnywhereClient
 
 __all__ = [
     "DEFAULT_PROCESS_TIMEOUT",
-    "HELPER_NAMES",
     "AwsProfile",
     "CredentialProvider",
-    "IdentitySettings",
     "ProcessCredentialSource",
     "config_file_path",
     "credential_source_for_identity",
     "credential_source_for_profile",
-    "credentials_file_path",
     "load_profile",
-    "parse_helper_command",
     "parse_ini",
 ]
 
@@ -91,98 +93,11 @@ LOGGER_NAME = __name__
 
 #: Seconds a ``credential_process`` command may run before it is killed.
 DEFAULT_PROCESS_TIMEOUT = 60.0
-#: Executable names (any directory) whose ``credential-process`` runs in-process.
-HELPER_NAMES = frozenset(
-    {"aws_signing_helper", "aws_signing_helper.exe", "rolesanywhere", "rolesanywhere.exe"}
-)
-PASSWORD_ENV = "ROLESANYWHERE_PKCS8_PASSWORD"  # noqa: S105 - a variable name
 
 _INLINE_COMMENT = re.compile(r"\s[#;].*$")
 _LAST_LINE_LIMIT = 200
 
 Kind = Literal["rolesanywhere", "process", "static"]
-
-
-# --- Roles Anywhere identity settings -------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class IdentitySettings:
-    """What the ``credential-process`` identity flags say: certificate, key, ARNs and session.
-
-    Field names follow the flags (``--certificate`` → ``certificate``…); ``region`` is the
-    Roles Anywhere signing region (default: the trust anchor's), ``verify_ssl`` is the
-    opposite of ``--no-verify-ssl``, ``with_proxy`` honours ``HTTP(S)_PROXY``, ``password``
-    decrypts the private key (never shown; when ``None``, :data:`PASSWORD_ENV` is read when the
-    client is built) and ``timeout`` bounds one CreateSession call, retries included.
-    """
-
-    certificate: str
-    trust_anchor_arn: str
-    profile_arn: str
-    role_arn: str
-    private_key: str | None = None
-    intermediates: str | None = None
-    session_duration: int = 3600
-    role_session_name: str | None = None
-    region: str | None = None
-    endpoint: str | None = None
-    verify_ssl: bool = True
-    with_proxy: bool = False
-    password: str | None = field(default=None, repr=False)
-    timeout: float = 30.0
-
-    def validate(self) -> None:
-        """Check ARNs, regions, duration and session name without any I/O (raises
-        :class:`~rolesanywhere.errors.InvalidParameterError`)."""
-        from rolesanywhere.session.endpoints import resolve_endpoint
-        from rolesanywhere.session.protocol import SessionParams
-
-        if not self.certificate.strip():
-            raise InvalidParameterError("no certificate given: pass --certificate FILE")
-        params = SessionParams(
-            trust_anchor_arn=self.trust_anchor_arn,
-            profile_arn=self.profile_arn,
-            role_arn=self.role_arn,
-            region=self.region,
-            duration_seconds=self.session_duration,
-            role_session_name=self.role_session_name,
-        )
-        resolve_endpoint(params.resolved_region, endpoint=self.endpoint)
-        if not self.timeout > 0:
-            raise InvalidParameterError(
-                f"the CreateSession timeout must be positive, got {self.timeout!r}"
-            )
-
-    def describe(self) -> str:
-        """One line for status output (paths and ARNs, never the password)."""
-        from rolesanywhere.x509.sources import describe
-
-        shown = describe(self.certificate) if self.certificate else None
-        return f"IAM Roles Anywhere (certificate {shown}, role {self.role_arn})"
-
-    def client(self, *, environ: Mapping[str, str] | None = None) -> RolesAnywhereClient:
-        """A :class:`~rolesanywhere.session.client.RolesAnywhereClient` over an
-        :class:`~rolesanywhere.x509.loader.IdentityLoader` (files re-read when they change)."""
-        from rolesanywhere.session.client import RolesAnywhereClient
-        from rolesanywhere.x509.loader import IdentityLoader
-
-        env = os.environ if environ is None else environ
-        password = self.password if self.password is not None else env.get(PASSWORD_ENV) or None
-        loader = IdentityLoader(self.certificate, self.private_key, self.intermediates, password)
-        return RolesAnywhereClient(
-            loader,
-            trust_anchor_arn=self.trust_anchor_arn,
-            profile_arn=self.profile_arn,
-            role_arn=self.role_arn,
-            region=self.region,
-            duration_seconds=self.session_duration,
-            role_session_name=self.role_session_name,
-            endpoint=self.endpoint,
-            verify=self.verify_ssl,
-            proxy_from_env=self.with_proxy,
-            timeout=self.timeout,
-        )
 
 
 # --- the provider handed to RefreshingCredentials -------------------------------------------------
@@ -435,61 +350,6 @@ class ProcessCredentialSource:
             proc.wait()
 
 
-# --- the aws_signing_helper command line ----------------------------------------------------------
-
-
-def _helper_parser() -> argparse.ArgumentParser:
-    from rolesanywhere.cli.main import _add_identity_flags, _Parser
-
-    parser = _Parser(prog="aws_signing_helper credential-process", add_help=False)
-    _add_identity_flags(parser)
-    return parser
-
-
-def _program_name(path: str) -> str:
-    return re.split(r"[\\/]", path)[-1]
-
-
-def parse_helper_command(argv: Sequence[str]) -> IdentitySettings | str | None:
-    """Read an ``aws_signing_helper credential-process …`` command line.
-
-    Returns the :class:`IdentitySettings` when it can run in-process, ``None`` when ``argv`` is
-    not that command, or a reason (a string) when it is but must run as a subprocess (a flag
-    this version does not implement in-process, or arguments our parser refuses).
-    """
-    if len(argv) < 2 or _program_name(argv[0]) not in HELPER_NAMES:
-        return None
-    if argv[1] != "credential-process":
-        return None
-    from rolesanywhere.cli.main import _UNSUPPORTED_FLAGS
-
-    try:
-        args = _helper_parser().parse_args(list(argv[2:]))
-    except UsageError as exc:
-        return f"its arguments were not understood ({exc})"
-    for dest, flag in _UNSUPPORTED_FLAGS.items():
-        if getattr(args, dest):
-            return f"{flag} is not supported in-process"
-    if not args.certificate:
-        return "it has no --certificate"
-    return IdentitySettings(
-        certificate=args.certificate,
-        private_key=args.private_key,
-        intermediates=args.intermediates,
-        trust_anchor_arn=args.trust_anchor_arn,
-        profile_arn=args.profile_arn,
-        role_arn=args.role_arn,
-        session_duration=args.session_duration,
-        role_session_name=args.role_session_name,
-        region=args.region,
-        endpoint=args.endpoint,
-        verify_ssl=not args.no_verify_ssl,
-        with_proxy=args.with_proxy,
-        password=args.pkcs8_password,
-        timeout=args.timeout,
-    )
-
-
 # --- the shared files -----------------------------------------------------------------------------
 
 
@@ -522,26 +382,10 @@ def parse_ini(text: str) -> dict[str, dict[str, str]]:
     return sections
 
 
-def _home(environ: Mapping[str, str]) -> str:
-    return environ.get("HOME") or os.path.expanduser("~")
-
-
-def _expand(path: str, environ: Mapping[str, str]) -> Path:
-    if path == "~" or path.startswith(("~/", "~\\")):
-        path = _home(environ) + path[1:]
-    return Path(path)
-
-
 def config_file_path(environ: Mapping[str, str] | None = None) -> Path:
     """``$AWS_CONFIG_FILE``, else ``~/.aws/config``."""
     env = os.environ if environ is None else environ
-    return _expand(env.get("AWS_CONFIG_FILE") or "~/.aws/config", env)
-
-
-def credentials_file_path(environ: Mapping[str, str] | None = None) -> Path:
-    """``$AWS_SHARED_CREDENTIALS_FILE``, else ``~/.aws/credentials``."""
-    env = os.environ if environ is None else environ
-    return _expand(env.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials", env)
+    return expand_home(env.get("AWS_CONFIG_FILE") or "~/.aws/config", env)
 
 
 def _read_ini(path: Path) -> dict[str, dict[str, str]] | None:
@@ -711,17 +555,22 @@ def _process_provider(
         ) from None
     if not argv:
         raise AwsConfigError(f"credential_process of {where} is empty: give the command to run")
-    prog = _program_name(argv[0])
+    prog = program_name(argv[0])
     parsed = parse_helper_command(argv)
     if isinstance(parsed, IdentitySettings):
-        return credential_source_for_identity(
-            parsed,
-            environ=environ,
-            region=profile.region,
-            description=(
-                f"{where}: {prog} credential-process run in-process, role {parsed.role_arn}"
-            ),
-        )
+        try:
+            return credential_source_for_identity(
+                parsed,
+                environ=environ,
+                region=profile.region,
+                description=(
+                    f"{where}: {prog} credential-process run in-process, role {parsed.role_arn}"
+                ),
+            )
+        except InvalidParameterError as exc:  # its flags are wrong: name them
+            raise AwsConfigError(
+                f"credential_process of {where}: {exc.naming(flag_namer())}"
+            ) from None
     note = ""
     if isinstance(parsed, str):
         import logging

@@ -18,7 +18,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
@@ -37,6 +37,7 @@ from rolesanywhere.session.protocol import is_retryable_status
 __all__ = [
     "REFRESH_BEFORE",
     "credentials_file_path",
+    "expand_home",
     "is_permanent",
     "next_update_in",
     "run_update",
@@ -51,11 +52,18 @@ _SECTION = re.compile(r"^\s*\[\s*([^\]]*?)\s*\]\s*(?:[#;].*)?$")
 _KEY_LINE = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=")
 
 
-def credentials_file_path(environ: dict[str, str] | None = None) -> Path:
-    """``$AWS_SHARED_CREDENTIALS_FILE``, else ``~/.aws/credentials``."""
+def expand_home(path: str, environ: Mapping[str, str]) -> Path:
+    """``path`` with a leading ``~`` replaced by ``environ``'s ``HOME`` (else the user's home),
+    as the AWS SDKs expand the shared files' paths."""
+    if path == "~" or path.startswith(("~/", "~\\")):
+        path = (environ.get("HOME") or os.path.expanduser("~")) + path[1:]
+    return Path(path)
+
+
+def credentials_file_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``$AWS_SHARED_CREDENTIALS_FILE``, else ``~/.aws/credentials`` (``~``: ``$HOME``)."""
     env = os.environ if environ is None else environ
-    given = env.get("AWS_SHARED_CREDENTIALS_FILE")
-    return Path(given).expanduser() if given else Path.home() / ".aws" / "credentials"
+    return expand_home(env.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials", env)
 
 
 def update_profile(text: str, profile: str, credentials: Credentials) -> str:

@@ -1,13 +1,15 @@
 """ARNs and the CreateSession parameters checked before any network call.
 
-Messages name the CLI flag to fix (``--trust-anchor-arn``…); ARNs are not secrets and are shown.
+Messages name the parameter to fix (``trust_anchor_arn``…, marked with
+:func:`~rolesanywhere.errors.parameter`: the command line shows its flag); ARNs are not secrets and
+are shown.
 """
 
 from __future__ import annotations
 
 import re
 
-from rolesanywhere.errors import InvalidParameterError
+from rolesanywhere.errors import InvalidParameterError, parameter
 from rolesanywhere.session.endpoints import (
     PARTITION_NAMES,
     partition_for_region,
@@ -45,6 +47,11 @@ _ROLE_PATH_MAX = 512
 _SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 
 _GENERIC_TEMPLATE = "arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE"
+# The parameters as messages name them.
+_TRUST_ANCHOR_ARN = parameter("trust_anchor_arn")
+_PROFILE_ARN = parameter("profile_arn")
+_ROLE_ARN = parameter("role_arn")
+_REGION_PARAM = parameter("region")
 
 
 class Arn(Value):
@@ -147,19 +154,19 @@ def _parse_rolesanywhere(text: str, *, what: str, kind: str, resource_type: str)
     return arn
 
 
-def parse_trust_anchor_arn(text: str, *, what: str = "--trust-anchor-arn") -> Arn:
+def parse_trust_anchor_arn(text: str, *, what: str = _TRUST_ANCHOR_ARN) -> Arn:
     """Parse ``arn:PARTITION:rolesanywhere:REGION:ACCOUNT:trust-anchor/UUID``."""
     return _parse_rolesanywhere(
         text, what=what, kind="a trust anchor", resource_type="trust-anchor"
     )
 
 
-def parse_profile_arn(text: str, *, what: str = "--profile-arn") -> Arn:
+def parse_profile_arn(text: str, *, what: str = _PROFILE_ARN) -> Arn:
     """Parse ``arn:PARTITION:rolesanywhere:REGION:ACCOUNT:profile/UUID``."""
     return _parse_rolesanywhere(text, what=what, kind="a profile", resource_type="profile")
 
 
-def parse_role_arn(text: str, *, what: str = "--role-arn") -> Arn:
+def parse_role_arn(text: str, *, what: str = _ROLE_ARN) -> Arn:
     """Parse ``arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME``."""
     template = "arn:aws:iam::ACCOUNT:role/NAME"
     arn = _parse_generic(text, what=what, kind="an IAM role", template=template)
@@ -193,7 +200,7 @@ def validate_duration(seconds: int) -> int:
         or not MIN_DURATION_SECONDS <= seconds <= MAX_DURATION_SECONDS
     ):
         raise InvalidParameterError(
-            f"--session-duration must be between {MIN_DURATION_SECONDS} and "
+            f"{parameter('duration_seconds')} must be between {MIN_DURATION_SECONDS} and "
             f"{MAX_DURATION_SECONDS} seconds, got {show(seconds)}"
         )
     return seconds
@@ -203,7 +210,8 @@ def validate_role_session_name(name: str) -> str:
     """Check a role session name: 2 to 64 characters from ``A-Za-z0-9+=,.@_-``."""
     if not isinstance(name, str) or not _SESSION_NAME.fullmatch(name):
         raise InvalidParameterError(
-            "--role-session-name must be 2 to 64 characters from A-Z a-z 0-9 + = , . @ _ -, "
+            f"{parameter('role_session_name')} must be 2 to 64 characters from "
+            "A-Z a-z 0-9 + = , . @ _ -, "
             f"got {show(name)}"
         )
     return name
@@ -221,17 +229,17 @@ def resolve_region(
     region, and every ARN (the role's too, when given) and the region must share a partition."""
     if trust_anchor_arn.partition != profile_arn.partition:
         raise InvalidParameterError(
-            f"--trust-anchor-arn is in partition {trust_anchor_arn.partition} but --profile-arn "
+            f"{_TRUST_ANCHOR_ARN} is in partition {trust_anchor_arn.partition} but {_PROFILE_ARN} "
             f"is in {profile_arn.partition}: use ARNs from the same partition"
         )
     if role_arn is not None and role_arn.partition != trust_anchor_arn.partition:
         raise InvalidParameterError(
-            f"--role-arn is in partition {role_arn.partition} but --trust-anchor-arn is in "
+            f"{_ROLE_ARN} is in partition {role_arn.partition} but {_TRUST_ANCHOR_ARN} is in "
             f"{trust_anchor_arn.partition}: use ARNs from the same partition"
         )
     if trust_anchor_arn.region != profile_arn.region:
         raise InvalidParameterError(
-            f"--trust-anchor-arn is in region {show(trust_anchor_arn.region)} but --profile-arn "
+            f"{_TRUST_ANCHOR_ARN} is in region {show(trust_anchor_arn.region)} but {_PROFILE_ARN} "
             f"is in region {show(profile_arn.region)}: use a trust anchor and profile from the "
             "same region"
         )
@@ -239,14 +247,15 @@ def resolve_region(
     partition = partition_for_region(chosen).name
     if partition != trust_anchor_arn.partition:
         raise InvalidParameterError(
-            f"--region {show(chosen)} is in partition {partition} but --trust-anchor-arn is in "
-            f"{trust_anchor_arn.partition}: pass a region of the ARNs' partition"
+            f"{_REGION_PARAM} {show(chosen)} is in partition {partition} but "
+            f"{_TRUST_ANCHOR_ARN} is in {trust_anchor_arn.partition}: pass a region of the ARNs' "
+            "partition"
         )
     if split_fips_region(chosen)[0] != trust_anchor_arn.region:
         # The service only knows a trust anchor in its own region: it would refuse the call.
         raise InvalidParameterError(
-            f"--region {show(chosen)} disagrees with --trust-anchor-arn, which is in region "
-            f"{show(trust_anchor_arn.region)}: drop --region, or pass "
-            f"--region {trust_anchor_arn.region} (or its FIPS form)"
+            f"{_REGION_PARAM} {show(chosen)} disagrees with {_TRUST_ANCHOR_ARN}, which is in "
+            f"region {show(trust_anchor_arn.region)}: drop {_REGION_PARAM}, or pass "
+            f"{_REGION_PARAM} {trust_anchor_arn.region} (or its FIPS form)"
         )
     return chosen

@@ -23,6 +23,7 @@ from rolesanywhere.errors import (
     RequestTimeoutError,
     RolesAnywhereError,
     TransportFailure,
+    parameter,
 )
 from rolesanywhere.retry import RetryPolicy
 from rolesanywhere.session.endpoints import Endpoint, resolve_endpoint
@@ -214,7 +215,7 @@ def _session_flow(config: ClientConfig) -> _Flow:
     raise last_error
 
 
-_TIMEOUT_FIX = "--timeout (timeout= in Python)"
+_TIMEOUT_FIX = parameter("timeout")
 
 
 def _failure_message(url: str, failure: TransportFailure) -> str:
@@ -303,8 +304,8 @@ def _check_seconds(name: str, value: object) -> None:
         )
     if not (math.isfinite(value) and value > 0):
         raise InvalidParameterError(
-            f"{name} must be a positive, finite number of seconds, got {value!r}: pass e.g. "
-            f"{name}=30"
+            f"{parameter(name)} must be a positive, finite number of seconds, got {value!r}: "
+            f"pass e.g. {parameter(name)}=30"
         )
 
 

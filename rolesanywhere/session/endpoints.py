@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from rolesanywhere.errors import InvalidParameterError
+from rolesanywhere.errors import InvalidParameterError, parameter
 from rolesanywhere.values import Value
 
 __all__ = [
@@ -138,8 +138,8 @@ def partition_for_region(region: str) -> Partition:
     partition = _find_partition(real)
     if partition is None:
         raise InvalidParameterError(
-            f"region {show(region)} is not a known AWS region format: "
-            "pass --region with a region such as us-east-1"
+            f"{parameter('region')} {show(region)} is not a known AWS region format: "
+            f"set {parameter('region')} to a region such as us-east-1"
         )
     return partition
 
@@ -161,7 +161,7 @@ def _env_flag(environ: Mapping[str, str], name: str) -> bool:
 def _custom_endpoint(environ: Mapping[str, str], explicit: str | None) -> tuple[str, str] | None:
     """The custom endpoint URL and the name of where it came from, highest precedence first."""
     if explicit is not None and explicit.strip():
-        return explicit, "--endpoint"
+        return explicit, parameter("endpoint")
     if _env_flag(environ, ENV_IGNORE_ENDPOINTS):
         return None
     for name in (ENV_ENDPOINT_SERVICE, ENV_ENDPOINT_GLOBAL):
@@ -228,7 +228,7 @@ def resolve_endpoint(
 ) -> Endpoint:
     """Resolve the CreateSession endpoint for ``region`` (which may be a FIPS microformat).
 
-    A custom endpoint comes from ``endpoint`` (``--endpoint``), else
+    A custom endpoint comes from ``endpoint``, else
     ``AWS_ENDPOINT_URL_ROLESANYWHERE``, else ``AWS_ENDPOINT_URL`` (the two variables are skipped
     when ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true``). Otherwise the AWS host is built from the
     partition, with FIPS from the microformat, ``use_fips`` or ``AWS_USE_FIPS_ENDPOINT`` and

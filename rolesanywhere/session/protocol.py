@@ -22,6 +22,7 @@ from rolesanywhere.errors import (
     ServiceError,
     ServiceValidationError,
     ThrottlingError,
+    parameter,
     safe_text,
 )
 from rolesanywhere.session.arn import (
@@ -396,18 +397,18 @@ def _hint(cls: type[ServiceError], status: int, message: str) -> str | None:
     if status >= 500:
         return (
             "the service failed on its side (the call was retried): try again later, and "
-            "if it persists check --endpoint"
+            f"if it persists check {parameter('endpoint')}"
         )
     if issubclass(cls, AccessDeniedError) and "untrusted signing certificate" in message.lower():
         return (
             "if an intermediate CA issued the certificate, pass its certificates with "
-            "--intermediates (intermediates= in Python); otherwise check that the trust anchor "
+            f"{parameter('intermediates')}; otherwise check that the trust anchor "
             "holds the CA that issued it"
         )
     if issubclass(cls, ResourceNotFoundError):
         return (
             "check that the trust anchor, profile and role ARNs exist in that account and "
-            "region, and that --endpoint is right"
+            f"region, and that {parameter('endpoint')} is right"
         )
     return None
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from rolesanywhere.errors import ProtocolError, TransportFailure
+from rolesanywhere.errors import ProtocolError, TransportFailure, parameter
 from rolesanywhere.session.http11 import MAX_BODY, Response, fetch
 
 if TYPE_CHECKING:
@@ -154,8 +154,7 @@ def _httpx_failure(exc: Exception, url: str, trust_env: bool) -> TransportFailur
         return TransportFailure(
             f"through proxy {proxy}: {_detail(exc)}",
             timed_out=timed_out,
-            hint="check that proxy, or run without it (drop --with-proxy; "
-            "proxy_from_env=False in Python)",
+            hint=f"check that proxy, or run without it (turn {parameter('proxy_from_env')} off)",
         )
     if _is_tls_failure(exc):
         return TransportFailure(_detail(exc), timed_out=timed_out, hint=TLS_HINT)
@@ -168,7 +167,8 @@ def _unusable(detail: str) -> TransportFailure:
         detail,
         timed_out=False,
         reached=True,
-        hint="check that --endpoint (or AWS_ENDPOINT_URL…) names a Roles Anywhere endpoint",
+        hint=f"check that {parameter('endpoint')} (or AWS_ENDPOINT_URL…) names a Roles Anywhere "
+        "endpoint",
     )
 
 

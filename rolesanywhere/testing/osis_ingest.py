@@ -25,7 +25,6 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_JSON_VALUES",
     "PERSISTENT_CHUNK_BYTES",
-    "BadBody",
     "Stamper",
     "check_status",
     "decode",

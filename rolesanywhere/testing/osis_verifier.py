@@ -28,7 +28,6 @@ __all__ = [
     "CredentialRecord",
     "CredentialRegistry",
     "CredentialSource",
-    "Reject",
     "Rejection",
     "SigV4Verifier",
     "StaticCredentials",

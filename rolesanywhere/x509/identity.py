@@ -381,7 +381,7 @@ def _load(
                 ):
                     raise SourceError(
                         f"no private key found in {src.label}: pass the private key "
-                        "(--private-key), or a PEM file holding both, or a PKCS#12 file",
+                        "(\x1fprivate_key\x1f), or a PEM file holding both, or a PKCS#12 file",
                         source=cert_name,
                     )
                 embedded_key = load_private_key(src.data, pw, source=cert_name)

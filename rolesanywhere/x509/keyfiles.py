@@ -51,8 +51,8 @@ __all__ = [
 Password = str | bytes | None
 _FastKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 HOW_TO_UNLOCK = (
-    "pass its password with --pkcs8-password or the ROLESANYWHERE_PKCS8_PASSWORD "
-    "environment variable"
+    # "\x1f" brackets a parameter's name (rolesanywhere.errors.parameter)
+    "pass its password (\x1fpassword\x1f)"
 )
 _NO_KEY = (
     "no private key found in {src}: expected a PEM or DER private key (PKCS#1, SEC1 or PKCS#8)"

@@ -9,6 +9,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from rolesanywhere.errors import ShipConfigError
+from rolesanywhere.profiles.settings import (
+    SETTINGS,
+    add_flags,
+    add_unsupported_flags,
+    unsupported_flag,
+    values_from_args,
+)
 from rolesanywhere.session.endpoints import show
 from rolesanywhere.ship.config.load import file_layer
 from rolesanywhere.ship.config.merge import Layer, build
@@ -122,75 +129,29 @@ def add_ship_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_credential_arguments(parser: argparse.ArgumentParser) -> None:
-    from rolesanywhere.cli.main import _UNSUPPORTED_FLAGS, PASSWORD_ENV
-
     group = parser.add_argument_group(
-        "credentials: an AWS profile, or a Roles Anywhere identity (credential-process flags)"
+        "credentials: an AWS profile, or a Roles Anywhere identity (credential-process flags)",
+        "--no-verify-ssl applies to the ingestion endpoint too",
     )
-    add = group.add_argument
-    add("--aws-profile", metavar="NAME", help="use the credentials of AWS profile NAME")
-    add(
-        "--certificate",
-        metavar="FILE",
-        help="certificate file (PEM, DER or PKCS#12), env:NAME or -",
+    group.add_argument(
+        "--aws-profile", metavar="NAME", help="use the credentials of AWS profile NAME"
     )
-    add(
-        "--private-key",
-        metavar="FILE",
-        help="private key file (PKCS#1, SEC1 or PKCS#8; PEM or DER)",
-    )
-    add("--intermediates", metavar="FILE", help="intermediate CA certificates (PEM bundle)")
-    add("--trust-anchor-arn", metavar="ARN", help="ARN of the trust anchor")
-    add("--profile-arn", metavar="ARN", help="ARN of the Roles Anywhere profile")
-    add("--role-arn", metavar="ARN", help="ARN of the role to assume")
-    add("--session-duration", type=int, metavar="SECONDS", help="seconds, 900-43200 (default 3600)")
-    add("--role-session-name", metavar="NAME", help="session name recorded in CloudTrail")
-    add(
-        "--rolesanywhere-region",
-        metavar="REGION",
-        help="Roles Anywhere region (default: the trust anchor's)",
-    )
-    add("--endpoint", metavar="URL", help="Roles Anywhere endpoint URL")
-    add(
-        "--no-verify-ssl",
-        action="store_true",
-        default=None,
-        help="verify no TLS certificate (ingestion and Roles Anywhere endpoints)",
-    )
-    add(
-        "--with-proxy",
-        action="store_true",
-        default=None,
-        help="use HTTP(S)_PROXY for Roles Anywhere",
-    )
-    add(
-        "--pkcs8-password",
-        metavar="PASSWORD",
-        help=f"password of an encrypted private key; visible to other users in ps: prefer "
-        f"setting {PASSWORD_ENV}",
-    )
-    add("--timeout", type=float, default=None, help=argparse.SUPPRESS)
-    for dest, flag in _UNSUPPORTED_FLAGS.items():
-        if dest in ("reuse_pin", "no_tpm_key_password", "use_latest_expiring_certificate"):
-            add(flag, dest=dest, action="store_true", default=None, help=argparse.SUPPRESS)
-        else:
-            add(flag, dest=dest, help=argparse.SUPPRESS)
+    add_flags(group, ship=True)
+    add_unsupported_flags(group)
 
 
 def _flags_layer(ns: argparse.Namespace) -> Layer:
-    from rolesanywhere.cli.main import _UNSUPPORTED_FLAGS
-
     layer = Layer()
 
     def get(name: str) -> Any:
         return getattr(ns, name, None)
 
-    for dest, flag in _UNSUPPORTED_FLAGS.items():
-        if get(dest):
-            raise ShipConfigError(
-                f"{flag} is not supported by this version: use --certificate and --private-key "
-                "files, or an --aws-profile whose credential_process runs the official helper"
-            )
+    flag = unsupported_flag(ns)
+    if flag is not None:
+        raise ShipConfigError(
+            f"{flag} is not supported by this version: use --certificate and --private-key "
+            "files, or an --aws-profile whose credential_process runs the official helper"
+        )
 
     def parsed(dest: str, flag: str, key: str, parse: Callable[[str, str], object]) -> None:
         value = get(dest)
@@ -242,25 +203,12 @@ def _flags_layer(ns: argparse.Namespace) -> Layer:
             fields[key.strip()] = value
         layer.set("fields", fields, "--field")
     plain("aws_profile", "--aws-profile", "aws_profile")
-    if get("no_verify_ssl"):
+    identity = values_from_args(ns, ship=True)
+    if identity.get("verify") is False:
         layer.set("tls_verify", False, "--no-verify-ssl")
-        layer.set("id.verify_ssl", False, "--no-verify-ssl")
-    for dest, key in (
-        ("certificate", "id.certificate"),
-        ("private_key", "id.private_key"),
-        ("intermediates", "id.intermediates"),
-        ("trust_anchor_arn", "id.trust_anchor_arn"),
-        ("profile_arn", "id.profile_arn"),
-        ("role_arn", "id.role_arn"),
-        ("session_duration", "id.session_duration"),
-        ("role_session_name", "id.role_session_name"),
-        ("rolesanywhere_region", "id.region"),
-        ("endpoint", "id.endpoint"),
-        ("with_proxy", "id.with_proxy"),
-        ("pkcs8_password", "id.password"),
-        ("timeout", "id.timeout"),
-    ):
-        plain(dest, "--" + dest.replace("_", "-"), key)
+    for setting in SETTINGS:
+        if setting.name in identity:
+            layer.set(f"id.{setting.key}", identity[setting.name], setting.flag_for(ship=True))
     return layer
 
 

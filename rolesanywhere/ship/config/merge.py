@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from rolesanywhere.auth.sigv4auth import region_from_host
 from rolesanywhere.errors import InvalidParameterError, ShipConfigError
-from rolesanywhere.profiles.awsconfig import IdentitySettings
+from rolesanywhere.profiles.settings import SETTINGS, IdentitySettings, flag_namer
 from rolesanywhere.session.endpoints import partition_for_region, show
 from rolesanywhere.ship.config.model import (
     DEFAULT_MAX_LINE_BYTES,
@@ -33,34 +33,10 @@ __all__ = [
 
 # --- layers: what one source says -----------------------------------------------------------------
 
-_ID_KEYS = (
-    "certificate",
-    "private_key",
-    "intermediates",
-    "trust_anchor_arn",
-    "profile_arn",
-    "role_arn",
-    "session_duration",
-    "role_session_name",
-    "region",
-    "endpoint",
-    "verify_ssl",
-    "with_proxy",
-    "password",
-    "timeout",
-)
 #: Keys that choose a Roles Anywhere identity (over an AWS profile of a lower layer).
 _ID_DEFINING = frozenset(
-    {"id.certificate", "id.private_key", "id.trust_anchor_arn", "id.profile_arn", "id.role_arn"}
+    f"id.{s.key}" for s in SETTINGS if s.required or s.name in ("certificate", "private_key")
 )
-_ID_FLAGS = {
-    "certificate": "--certificate",
-    "private_key": "--private-key",
-    "intermediates": "--intermediates",
-    "trust_anchor_arn": "--trust-anchor-arn",
-    "profile_arn": "--profile-arn",
-    "role_arn": "--role-arn",
-}
 
 
 class Layer:
@@ -396,9 +372,9 @@ def _build_credentials(m: _Merged) -> tuple[IdentitySettings | None, str | None]
     if not set(ids) - {"verify_ssl"}:
         return None, None
     missing = [
-        f"{name} ({flag})"
-        for name, flag in _ID_FLAGS.items()
-        if name not in ("private_key", "intermediates") and not ids.get(name)
+        f"{s.key} ({s.flag_for(ship=True)})"
+        for s in SETTINGS
+        if (s.required or s.name == "certificate") and not ids.get(s.key)
     ]
     first = next(k for k in m.values if k.startswith("id.") and k != "id.verify_ssl")
     if missing:
@@ -408,25 +384,11 @@ def _build_credentials(m: _Merged) -> tuple[IdentitySettings | None, str | None]
             "give them, or use --aws-profile",
         )
     try:
-        identity = IdentitySettings(
-            certificate=str(ids["certificate"]),
-            private_key=ids.get("private_key"),
-            intermediates=ids.get("intermediates"),
-            trust_anchor_arn=str(ids["trust_anchor_arn"]),
-            profile_arn=str(ids["profile_arn"]),
-            role_arn=str(ids["role_arn"]),
-            session_duration=int(ids.get("session_duration", 3600)),
-            role_session_name=ids.get("role_session_name"),
-            region=ids.get("region"),
-            endpoint=ids.get("endpoint"),
-            verify_ssl=bool(ids.get("verify_ssl", True)),
-            with_proxy=bool(ids.get("with_proxy", False)),
-            password=ids.get("password"),
-            timeout=float(ids.get("timeout", 30.0)),
-        )
+        identity = IdentitySettings.from_keys(ids)
         identity.validate()
     except ShipConfigError:
         raise
     except InvalidParameterError as exc:
-        raise m.fail(first, " ".join(str(exc).split())) from None
+        message = exc.naming(flag_namer(ship=True))
+        raise m.fail(first, " ".join(message.split())) from None
     return identity, None

@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 
 from rolesanywhere.profiles.awsconfig import (
     CredentialProvider,
-    IdentitySettings,
     credential_source_for_identity,
     credential_source_for_profile,
 )
+from rolesanywhere.profiles.settings import SETTINGS, IdentitySettings
 from rolesanywhere.ship.shipperconfig import MAX_BATCH_BYTES
 
 __all__ = [
@@ -196,22 +196,10 @@ class ShipConfig:
             "credentials": {"aws_profile": self.aws_profile},
         }
         if self.identity is not None:
-            ident = self.identity
             tables["credentials"] = {
-                "certificate": ident.certificate,
-                "private_key": ident.private_key,
-                "intermediates": ident.intermediates,
-                "trust_anchor_arn": ident.trust_anchor_arn,
-                "profile_arn": ident.profile_arn,
-                "role_arn": ident.role_arn,
-                "session_duration": ident.session_duration,
-                "role_session_name": ident.role_session_name,
-                "region": ident.region,
-                "endpoint": ident.endpoint,
-                "verify_ssl": ident.verify_ssl,
-                "with_proxy": ident.with_proxy,
-                "timeout": ident.timeout,
-                "pkcs8_password": ident.password if include_secrets else None,
+                s.key: self.identity.values[s.name]
+                for s in SETTINGS
+                if include_secrets or s.name != "password"
             }
         lines = ["# rolesanywhere ship configuration"]
         for name, values in tables.items():

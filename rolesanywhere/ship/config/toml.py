@@ -73,6 +73,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rolesanywhere.errors import ShipConfigError
+from rolesanywhere.profiles.settings import SETTINGS
 from rolesanywhere.ship.config.merge import Layer
 from rolesanywhere.ship.config.model import FieldValue
 from rolesanywhere.ship.config.units import parse_duration, parse_retry_limit, parse_size
@@ -173,6 +174,9 @@ def _t_fields(value: object, where: str) -> dict[str, FieldValue]:
     return dict(value)
 
 
+_T_SETTING: dict[str, _Convert] = {
+    "text": _t_str, "int": _t_int, "float": _t_duration, "switch": _t_bool, "negated": _t_bool
+}  # fmt: skip
 _TOML_SCHEMA: dict[str, dict[str, tuple[str, _Convert]]] = {
     "input": {
         "paths": ("paths", _t_str_list),
@@ -218,20 +222,7 @@ _TOML_SCHEMA: dict[str, dict[str, tuple[str, _Convert]]] = {
     },
     "credentials": {
         "aws_profile": ("aws_profile", _t_str),
-        "certificate": ("id.certificate", _t_str),
-        "private_key": ("id.private_key", _t_str),
-        "intermediates": ("id.intermediates", _t_str),
-        "trust_anchor_arn": ("id.trust_anchor_arn", _t_str),
-        "profile_arn": ("id.profile_arn", _t_str),
-        "role_arn": ("id.role_arn", _t_str),
-        "session_duration": ("id.session_duration", _t_int),
-        "role_session_name": ("id.role_session_name", _t_str),
-        "region": ("id.region", _t_str),
-        "endpoint": ("id.endpoint", _t_str),
-        "verify_ssl": ("id.verify_ssl", _t_bool),
-        "with_proxy": ("id.with_proxy", _t_bool),
-        "pkcs8_password": ("id.password", _t_str),
-        "timeout": ("id.timeout", _t_duration),
+        **{s.key: (f"id.{s.key}", _T_SETTING[s.kind]) for s in SETTINGS},
     },
 }
 
