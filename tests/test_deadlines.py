@@ -39,8 +39,8 @@ from rolesanywhere.ship.loghandler import OsisHandler
 from rolesanywhere.ship.shipper import AsyncShipper, Shipper, ShipperConfig
 from rolesanywhere.testing.pki import PKI
 from rolesanywhere.x509.identity import Identity
-from tests import test_client
 from tests.faults import FaultServer, http_response
+from tests.session import test_client
 
 ANCHOR = (
     "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/a1b2c3d4-0000-0000-0000-000000000001"

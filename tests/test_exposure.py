@@ -22,8 +22,8 @@ from rolesanywhere.testing.pki import PKI
 from rolesanywhere.x509.identity import Identity
 from rolesanywhere.x509.loader import IdentityLoader
 from rolesanywhere.x509.sources import describe, file_path, read_source
+from tests.cli.test_main import run
 from tests.faults import FaultServer, http_response
-from tests.test_cli import run
 
 ARNS = [
     "--trust-anchor-arn",

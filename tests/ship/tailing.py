@@ -1,4 +1,5 @@
-"""Helpers for the tailer tests (tests/test_tail*.py): a fake clock, draining, the database."""
+"""Helpers for the tailer tests (tests/ship/test_tail.py and its neighbours): a fake clock,
+draining, the database."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from rolesanywhere.profiles.settings import (
 )
 from rolesanywhere.session.client import RolesAnywhereClient
 from rolesanywhere.x509.loader import IdentityLoader
-from tests.test_cli import run
+from tests.cli.test_main import run
 
 EXPECTED = {s.name: s.example for s in SETTINGS}
 REAL_LOADER = IdentityLoader

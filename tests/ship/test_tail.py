@@ -3,7 +3,7 @@
 The other tailer tests mirror its modules: test_tail_lines.py (line framing),
 test_tail_discovery.py (globbing, rotation, truncation, deletion) and test_tail_positions.py (the
 position database, restarts, crashes, lost positions). Everything runs on real files in
-``tmp_path``; most tests drive a fake clock (tests/tailing.py) so ``rotate_wait``,
+``tmp_path``; most tests drive a fake clock (tests/ship/tailing.py) so ``rotate_wait``,
 ``refresh_interval`` and the 0.25 s path checks are deterministic.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rolesanywhere.ship.tail import Chunk, Tailer
-from tests.tailing import (
+from tests.ship.tailing import (
     FakeClock,
     db_rows,
     drain,

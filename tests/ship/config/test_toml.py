@@ -11,7 +11,7 @@ import pytest
 from rolesanywhere.errors import ShipConfigError
 from rolesanywhere.profiles.settings import IdentitySettings
 from rolesanywhere.ship.config.load import detect_format, from_toml
-from tests.test_shipconfig import (
+from tests.ship.config.test_config import (
     ARNS,
     BLOG,
     ENV,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from rolesanywhere.errors import InvalidParameterError, ShipConfigError
 from rolesanywhere.ship.config.load import from_fluent_bit, load_file
 from rolesanywhere.ship.config.model import MAX_BATCH_BYTES, ConfigWarning, ShipConfig
-from tests.test_shipconfig import (
+from tests.ship.config.test_config import (
     BLOG,
     ENV,
     HOST,

@@ -11,7 +11,7 @@ from rolesanywhere.ship.config.flags import from_args
 from rolesanywhere.ship.config.load import from_toml
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI
-from tests.test_shipconfig import (
+from tests.ship.config.test_config import (
     ARNS,
     BLOG,
     ENV,

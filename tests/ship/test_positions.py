@@ -20,7 +20,7 @@ import pytest
 
 from rolesanywhere.errors import PositionsLostError, TailError
 from rolesanywhere.ship.tail import Tailer
-from tests.tailing import (
+from tests.ship.tailing import (
     STAT_STEP,
     FakeClock,
     db_rows,

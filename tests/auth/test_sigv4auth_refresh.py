@@ -23,7 +23,7 @@ from rolesanywhere.session.refresh import RefreshingCredentials
 from rolesanywhere.testing import emulator as emulator_module
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI
-from tests.test_refresh import FakeClock
+from tests.session.test_refresh import FakeClock
 
 OSIS = "https://pipe-abc123.us-east-1.osis.amazonaws.com/log/ingest"
 

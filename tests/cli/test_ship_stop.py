@@ -20,9 +20,8 @@ import pytest
 
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.osis import OsisEmulator
-from tests import test_ship_acceptance
-from tests.faults import FaultServer, http_response
-from tests.test_ship_acceptance import (
+from tests.cli import test_ship_acceptance
+from tests.cli.test_ship_acceptance import (
     ClientFiles,
     child_env,
     console_script,
@@ -33,6 +32,7 @@ from tests.test_ship_acceptance import (
     tally,
     write_lines,
 )
+from tests.faults import FaultServer, http_response
 
 #: More than the shipper's 8 MiB of pending encoded events: ``submit`` blocks behind them.
 TOTAL_LINES = 140_000

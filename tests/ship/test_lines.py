@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rolesanywhere.ship.tail import Chunk, Tailer
-from tests.tailing import (
+from tests.ship.tailing import (
     STAT_STEP,
     FakeClock,
     drain,

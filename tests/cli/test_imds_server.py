@@ -11,7 +11,7 @@ import pytest
 
 from rolesanywhere.cli.imds import BACKLOG, MAX_BODY, ImdsCore, host_allowed, make_server
 from rolesanywhere.credentials import Credentials
-from tests.test_imds import serving
+from tests.cli.test_imds import serving
 
 CREDS = Credentials("ASIAIMDS", "imds-secret", "imds-token", datetime.now(UTC) + timedelta(hours=1))
 IDLE = 0.5

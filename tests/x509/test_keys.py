@@ -48,7 +48,7 @@ from rolesanywhere.x509.keys import (
 )
 from rolesanywhere.x509.pem import pem_blocks
 from tests.strategies import mutations
-from tests.test_der import (
+from tests.x509.test_der import (
     RSA_ALG,
     bits,
     ec_alg,

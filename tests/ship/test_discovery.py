@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from rolesanywhere.ship.tail import Tailer
-from tests.tailing import (
+from tests.ship.tailing import (
     STAT_STEP,
     FakeClock,
     db_rows,
