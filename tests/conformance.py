@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rolesanywhere.session.protocol import header_value
+from rolesanywhere.testing.emulator_records import RecordedRequest
 
 ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "conformance"
 SIGV4 = ROOT / "sigv4-v4"
@@ -43,23 +42,7 @@ def x509_cases() -> list[Any]:
     return _cases(X509, "case.json")
 
 
-@dataclass
-class RawRequest:
-    method: str
-    target: str
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    @property
-    def path(self) -> str:
-        return self.target.partition("?")[0]
-
-    @property
-    def query(self) -> str:
-        return self.target.partition("?")[2]
-
-
-def parse_request(raw: bytes) -> RawRequest:
+def parse_request(raw: bytes) -> RecordedRequest:
     """Parse the suite's ``request.txt``: ``Name:value`` lines, folded lines, blank line, body."""
     head, _, body = raw.partition(b"\n\n")
     lines = head.decode("utf-8").split("\n")
@@ -75,10 +58,10 @@ def parse_request(raw: bytes) -> RawRequest:
             continue
         name, _, value = line.partition(":")
         headers.append((name, value))
-    return RawRequest(method, target, headers, body)
+    return RecordedRequest(method, target, tuple(headers), body)
 
 
-def load_sigv4(case: str) -> tuple[dict[str, Any], RawRequest, Path]:
+def load_sigv4(case: str) -> tuple[dict[str, Any], RecordedRequest, Path]:
     folder = require(SIGV4) / case
     context = json.loads((folder / "context.json").read_text())
     return context, parse_request((folder / "request.txt").read_bytes()), folder
@@ -89,14 +72,14 @@ def sigv4_time(context: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(str(context["timestamp"]).replace("Z", "+00:00"))
 
 
-def header(request: RawRequest, name: str) -> str:
+def header(request: RecordedRequest, name: str) -> str:
     """The first value of header ``name`` (any case)."""
-    value = header_value(request.headers, name)
+    value = request.header(name)
     if value is None:
         raise KeyError(name)
     return value
 
 
-def request_url(request: RawRequest, scheme: str = "https") -> str:
+def request_url(request: RecordedRequest, scheme: str = "https") -> str:
     """The absolute URL of a parsed request: its ``Host`` header and request target."""
     return f"{scheme}://{header(request, 'Host')}{request.target}"

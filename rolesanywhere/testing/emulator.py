@@ -28,42 +28,41 @@ Errors carry ``X-Amzn-ErrorType`` and ``{"message": …}``; every answer has ``x
 from __future__ import annotations
 
 import base64
-import binascii
-import json
-import re
 import secrets
 import string
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
 from rolesanywhere.credentials import format_expiration
-from rolesanywhere.errors import UnsupportedKeyError
 from rolesanywhere.session.endpoints import partition_for_region
-from rolesanywhere.session.protocol import header_value
 from rolesanywhere.sigv4 import canonical as sigv4
-from rolesanywhere.testing._server import (
-    Answer,
-    ServedEmulator,
-    authorization_parameters,
-    clock_skew_error,
-    json_answer,
-    origin_form,
+from rolesanywhere.testing._server import Answer, ServedEmulator, json_answer, origin_form
+from rolesanywhere.testing.emulator_checks import (
+    MAX_CLOCK_SKEW,
+    MAX_DURATION,
+    Reject,
+    arn_region,
+    build_path,
+    denied,
+    invalid,
+    not_found,
+    parse_authorization,
+    parse_params,
+    verify_request_signature,
+)
+from rolesanywhere.testing.emulator_records import (
+    IssuedCredentials,
+    Profile,
+    RecordedRequest,
+    Role,
+    TrustAnchor,
 )
 from rolesanywhere.testing.pki import IssuedCert
-from rolesanywhere.x509.keys import (
-    ALGORITHM_ECDSA,
-    ALGORITHM_RSA,
-    algorithm_for_public_key,
-    verify_signature,
-)
 
 if TYPE_CHECKING:
     from rolesanywhere.session.client import AsyncRolesAnywhereClient, RolesAnywhereClient
@@ -82,15 +81,7 @@ __all__ = [
 ]
 
 DEFAULT_ACCOUNT_ID = "123456789012"
-SERVICE = "rolesanywhere"
-MAX_CLOCK_SKEW = timedelta(minutes=5)
-MIN_DURATION = 900
-MAX_DURATION = 43200
 MAX_BODY_BYTES = 1 << 20
-MAX_CHAIN_DEPTH = 5
-_ALGORITHMS = frozenset({ALGORITHM_RSA, ALGORITHM_ECDSA})
-_AMZ_DATE = re.compile(r"\d{8}T\d{6}Z", re.ASCII)
-_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 _KEY_ALPHABET = string.ascii_uppercase + "234567"
 _SECRET_ALPHABET = string.ascii_letters + string.digits + "+/"
 _ROLE_ID_ALPHABET = string.ascii_uppercase + string.digits
@@ -107,119 +98,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-# --- records -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedRequest:
-    """One request as it arrived: method, raw target (path and query), headers, body."""
-
-    method: str
-    target: str
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-
-    @property
-    def path(self) -> str:
-        """The raw path, without the query."""
-        return self.target.partition("?")[0]
-
-    @property
-    def query(self) -> str:
-        """The raw query string, without ``?``."""
-        return self.target.partition("?")[2]
-
-    def header(self, name: str) -> str | None:
-        """The first value of header ``name`` (any case), or ``None``."""
-        return header_value(self.headers, name)
-
-
-@dataclass(frozen=True, slots=True)
-class IssuedCredentials:
-    """Temporary credentials the emulator handed out (``repr`` hides the secret and token)."""
-
-    access_key_id: str
-    secret_access_key: str = field(repr=False)
-    session_token: str = field(repr=False)
-    expiration: datetime
-    role_arn: str
-    assumed_role_arn: str
-    session_name: str
-    certificate_serial: int
-
-    def expired(self, now: datetime | None = None) -> bool:
-        """Whether the credentials have expired at ``now`` (the real time by default)."""
-        return (now or _utcnow()) >= self.expiration
-
-
-@dataclass(frozen=True, slots=True)
-class TrustAnchor:
-    """A trust anchor: its ARN and the CA certificates it trusts."""
-
-    arn: str
-    certificates: tuple[x509.Certificate, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Profile:
-    """A profile: the roles it may assume, the longest session, whether names may be set."""
-
-    arn: str
-    role_arns: tuple[str, ...]
-    duration_seconds: int
-    accept_role_session_name: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Role:
-    """An IAM role."""
-
-    arn: str
-    name: str
-    role_id: str
-
-
 _Answer = Answer
-
-
-class _Reject(Exception):
-    """An error answer raised from inside the checks."""
-
-    def __init__(self, status: int, error_type: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.message = message
-
-
-def _denied(message: str) -> _Reject:
-    return _Reject(403, "AccessDeniedException", message)
-
-
-def _invalid(message: str) -> _Reject:
-    return _Reject(400, "ValidationException", message)
-
-
-def _not_found(message: str) -> _Reject:
-    return _Reject(404, "ResourceNotFoundException", message)
-
-
-@dataclass(frozen=True, slots=True)
-class _Authorization:
-    algorithm: str
-    serial: str
-    date: str
-    region: str
-    service: str
-    terminator: str
-    signed_headers: tuple[str, ...]
-    signature: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Verified:
-    leaf: x509.Certificate
-    chain: tuple[x509.Certificate, ...]
 
 
 # --- the emulator --------------------------------------------------------------------------------
@@ -496,7 +375,7 @@ class RolesAnywhereEmulator(ServedEmulator):
             return self._error(413, "ValidationException", "Request body is too large")
         try:
             payload = self._create_session(request)
-        except _Reject as reject:
+        except Reject as reject:
             return self._error(reject.status, reject.error_type, reject.message)
         except Exception as exc:  # a bug or a bad clock: say so rather than drop the connection
             message = f"emulator error: {type(exc).__name__}: {exc}"
@@ -521,135 +400,36 @@ class RolesAnywhereEmulator(ServedEmulator):
         return self._json(status, {"message": message}, [("X-Amzn-ErrorType", error_type)])
 
     def _create_session(self, request: RecordedRequest) -> dict[str, Any]:
-        auth = self._parse_authorization(request)
-        verified = self._verify_signature(request, auth)
-        params = _parse_params(request)
+        auth = parse_authorization(request, self.region)
+        # MAX_CLOCK_SKEW is read here, from this module, so tests can widen it with monkeypatch
+        verified = verify_request_signature(request, auth, self._now(), MAX_CLOCK_SKEW)
+        params = parse_params(request)
         anchor, profile, role = self._resources(params)
-        path = _build_path(verified.leaf, verified.chain, anchor.certificates)
+        path = build_path(verified.leaf, verified.chain, anchor.certificates)
         now = self._now()
         for cert in path:
             if now < cert.not_valid_before_utc:
-                raise _denied("Certificate not yet valid")
+                raise denied("Certificate not yet valid")
             if now > cert.not_valid_after_utc:
-                raise _denied("Certificate expired")
+                raise denied("Certificate expired")
         if role.arn not in profile.role_arns:
-            raise _denied(f"Unable to assume role for {role.arn}: the profile does not allow it")
+            raise denied(f"Unable to assume role for {role.arn}: the profile does not allow it")
         session_name = params.get("roleSessionName")
         if session_name is not None and not profile.accept_role_session_name:
-            raise _denied("Not authorized to set roleSessionName.")
+            raise denied("Not authorized to set roleSessionName.")
         duration = int(params["durationSeconds"])
         if duration > profile.duration_seconds:
-            raise _invalid(
+            raise invalid(
                 f"durationSeconds {duration} exceeds the profile's maximum of "
                 f"{profile.duration_seconds} seconds"
             )
         return self._issue(verified.leaf, role, duration, session_name, now)
 
-    def _parse_authorization(self, request: RecordedRequest) -> _Authorization:
-        header = request.header("authorization")
-        if not header:
-            raise _denied("Missing Authentication Token")
-        algorithm, _, rest = header.strip().partition(" ")
-        if algorithm not in _ALGORITHMS:
-            raise _denied(f"Unsupported signing algorithm: {algorithm[:64]!r}")
-        parts = authorization_parameters(rest, _denied)
-        scope = parts["Credential"].split("/")
-        if len(scope) != 5:
-            raise _denied(
-                "Credential should be <serial>/<date>/<region>/rolesanywhere/aws4_request"
-            )
-        serial, date, region, service, terminator = scope
-        auth = _Authorization(
-            algorithm=algorithm,
-            serial=serial,
-            date=date,
-            region=region,
-            service=service,
-            terminator=terminator,
-            signed_headers=tuple(parts["SignedHeaders"].split(";")),
-            signature=parts["Signature"],
-        )
-        x_amz_date = request.header("x-amz-date")
-        if not x_amz_date:
-            raise _denied("Missing X-Amz-Date header")
-        if not _AMZ_DATE.fullmatch(x_amz_date.strip()):
-            raise _denied(f"X-Amz-Date must be in the form YYYYMMDDTHHMMSSZ, not {x_amz_date!r}")
-        if auth.date != x_amz_date.strip()[:8]:
-            raise _denied(
-                "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of "
-                f"date from HTTP: '{auth.date}' != '{x_amz_date[:8]}', from '{x_amz_date}'."
-            )
-        if auth.region != self.region:
-            raise _denied(f"Credential should be scoped to a valid region, not '{auth.region}'.")
-        if auth.service != SERVICE:
-            raise _denied(
-                f"Credential should be scoped to correct service: '{SERVICE}', "
-                f"not '{auth.service}'."
-            )
-        if auth.terminator != "aws4_request":
-            raise _denied(
-                "Credential should be scoped with a valid terminator: 'aws4_request', "
-                f"not '{auth.terminator}'."
-            )
-        signed = set(auth.signed_headers)
-        present = {name.lower() for name, _ in request.headers}
-        required = ["host", "x-amz-date", "x-amz-x509"]
-        required += [h for h in ("content-type", "x-amz-x509-chain") if h in present]
-        for name in required:
-            if name not in signed:
-                raise _denied(f"'{name}' must be a 'SignedHeader' in the AWS Authorization.")
-        for name in auth.signed_headers:
-            if name not in present:
-                raise _denied(f"Signed header '{name}' is not in the request.")
-        return auth
-
-    def _verify_signature(self, request: RecordedRequest, auth: _Authorization) -> _Verified:
-        leaf = _decode_certificate(request.header("x-amz-x509") or "", "X-Amz-X509")
-        chain_header = request.header("x-amz-x509-chain")
-        chain: tuple[x509.Certificate, ...] = ()
-        if chain_header is not None:
-            chain = tuple(
-                _decode_certificate(item, "X-Amz-X509-Chain") for item in chain_header.split(",")
-            )
-        if not auth.serial.isdigit() or int(auth.serial) != leaf.serial_number:
-            raise _denied("Credential serial number does not match the signing certificate")
-        try:
-            expected = algorithm_for_public_key(leaf.public_key())
-        except (UnsupportedKeyError, UnsupportedAlgorithm):
-            raise _denied("Unsupported key type in the signing certificate") from None
-        if auth.algorithm != expected:
-            raise _denied(
-                f"Signing algorithm {auth.algorithm} does not match the certificate's key "
-                f"(expected {expected})"
-            )
-        try:
-            signature = bytes.fromhex(auth.signature)
-        except ValueError:
-            raise _denied("Invalid signature") from None
-        x_amz_date = (request.header("x-amz-date") or "").strip()
-        block, signed = sigv4.canonical_headers(request.headers, auth.signed_headers)
-        canonical = sigv4.canonical_request(
-            request.method,
-            sigv4.canonical_path(request.path),
-            sigv4.canonical_query(request.query),
-            block,
-            signed,
-            sigv4.sha256_hex(request.body),
-        )
-        scope = sigv4.credential_scope(auth.date, auth.region, auth.service)
-        to_sign = sigv4.string_to_sign(auth.algorithm, x_amz_date, scope, canonical)
-        if not verify_signature(leaf.public_key(), auth.algorithm, to_sign.encode(), signature):
-            raise _denied("Invalid signature")
-        skew = clock_skew_error(x_amz_date, self._now(), MAX_CLOCK_SKEW)
-        if skew is not None:
-            raise _denied(skew)
-        return _Verified(leaf, chain)
-
     def _resources(self, params: Mapping[str, Any]) -> tuple[TrustAnchor, Profile, Role]:
         for key in ("trustAnchorArn", "profileArn"):
-            region = _arn_region(params[key], key)
+            region = arn_region(params[key], key)
             if region != self.region:
-                raise _invalid(
+                raise invalid(
                     f"{key} {params[key]} is in region {region!r}, but this endpoint serves "
                     f"{self.region!r}"
                 )
@@ -658,11 +438,11 @@ class RolesAnywhereEmulator(ServedEmulator):
             profile = self._profiles.get(params["profileArn"])
             role = self._roles.get(params["roleArn"])
         if anchor is None:
-            raise _not_found(f"Trust anchor {params['trustAnchorArn']} not found")
+            raise not_found(f"Trust anchor {params['trustAnchorArn']} not found")
         if profile is None:
-            raise _not_found(f"Profile {params['profileArn']} not found")
+            raise not_found(f"Profile {params['profileArn']} not found")
         if role is None:
-            raise _not_found(f"Role {params['roleArn']} not found")
+            raise not_found(f"Role {params['roleArn']} not found")
         return anchor, profile, role
 
     def _issue(
@@ -715,121 +495,3 @@ class RolesAnywhereEmulator(ServedEmulator):
             ],
             "subjectArn": self._arn("rolesanywhere", self.region, f"subject/{subject_id}"),
         }
-
-
-# --- checks that need no emulator state -------------------------------------------------------
-
-
-def _decode_certificate(text: str, header: str) -> x509.Certificate:
-    if not text.strip():
-        raise _invalid(f"Missing {header} header")
-    try:
-        der = base64.b64decode(text.strip(), validate=True)
-        return x509.load_der_x509_certificate(der)
-    except (binascii.Error, ValueError):
-        raise _invalid(f"Unable to parse the certificate in {header}") from None
-
-
-def _arn_region(arn: str, key: str) -> str:
-    parts = arn.split(":")
-    if len(parts) < 6 or parts[0] != "arn" or parts[2] != SERVICE:
-        raise _invalid(f"Value '{arn}' at '{key}' failed to satisfy constraint: not an ARN")
-    return parts[3]
-
-
-def _parse_params(request: RecordedRequest) -> dict[str, Any]:
-    """The CreateSession parameters: ARNs from the query (else the body), the body's options."""
-    try:
-        payload = json.loads(request.body) if request.body.strip() else {}
-    except (ValueError, UnicodeDecodeError):
-        raise _invalid("Request body is not valid JSON") from None
-    except RecursionError:  # deeper than the parser goes: the client's fault, not a 500
-        raise _invalid("Request body is not valid JSON: nested too deeply") from None
-    if not isinstance(payload, dict):
-        raise _invalid("Request body must be a JSON object")
-    query: dict[str, str] = {}
-    for part in request.query.split("&"):
-        raw_key, sep, raw_value = part.partition("=")
-        if sep:
-            query.setdefault(unquote(raw_key), unquote(raw_value))
-    params: dict[str, Any] = {}
-    errors: list[str] = []
-    for key in ("trustAnchorArn", "profileArn", "roleArn"):
-        value = query.get(key, payload.get(key))
-        if not isinstance(value, str) or not value:
-            errors.append(
-                f"Value null at '{key}' failed to satisfy constraint: Member must not be null"
-            )
-        params[key] = value
-    duration = payload.get("durationSeconds", 3600)
-    if isinstance(duration, bool) or not isinstance(duration, int):
-        errors.append(
-            f"Value '{duration}' at 'durationSeconds' failed to satisfy constraint: "
-            "Member must be an integer"
-        )
-    elif duration < MIN_DURATION:
-        errors.append(
-            f"Value '{duration}' at 'durationSeconds' failed to satisfy constraint: "
-            f"Member must have value greater than or equal to {MIN_DURATION}"
-        )
-    elif duration > MAX_DURATION:
-        errors.append(
-            f"Value '{duration}' at 'durationSeconds' failed to satisfy constraint: "
-            f"Member must have value less than or equal to {MAX_DURATION}"
-        )
-    params["durationSeconds"] = duration
-    name = payload.get("roleSessionName")
-    if name is not None and (not isinstance(name, str) or not _SESSION_NAME.fullmatch(name)):
-        errors.append(
-            f"Value '{name}' at 'roleSessionName' failed to satisfy constraint: Member must "
-            "satisfy regular expression pattern: [\\w+=,.@-]{2,64}"
-        )
-    params["roleSessionName"] = name
-    if errors:
-        count = len(errors)
-        noun = "error" if count == 1 else "errors"
-        raise _invalid(f"{count} validation {noun} detected: " + "; ".join(errors))
-    return params
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
-
-
-def _build_path(
-    leaf: x509.Certificate,
-    chain: Sequence[x509.Certificate],
-    anchors: Sequence[x509.Certificate],
-) -> list[x509.Certificate]:
-    """Leaf → intermediates from ``chain`` → one of ``anchors``; refused when none is reached."""
-
-    def extend(path: list[x509.Certificate]) -> list[x509.Certificate] | None:
-        current = path[-1]
-        for anchor in anchors:
-            if _issued_by(current, anchor):
-                return [*path, anchor]
-        if len(path) > MAX_CHAIN_DEPTH:
-            return None
-        for candidate in chain:
-            if candidate in path or not _is_ca(candidate) or not _issued_by(current, candidate):
-                continue
-            found = extend([*path, candidate])
-            if found is not None:
-                return found
-        return None
-
-    found = extend([leaf])
-    if found is None:
-        raise _denied("Untrusted Signing Certificate")
-    return found
