@@ -289,6 +289,16 @@ def _canonical_uri(path: str, normalize: bool, double_encode: bool) -> str:
     return sigv4.encode_path_once(path)
 
 
+def _path_options(
+    s3: bool, normalize_path: bool | None, double_encode: bool | None
+) -> tuple[bool, bool]:
+    """``(normalize, double_encode)`` for the canonical URI: both on by default except for s3."""
+    return (
+        not s3 if normalize_path is None else normalize_path,
+        not s3 if double_encode is None else double_encode,
+    )
+
+
 @lru_cache(maxsize=256)
 def _url_view(url: str, normalize: bool, double_encode: bool) -> tuple[str, str, str]:
     """``(host, canonical URI, canonical query)``; cached, as a shipper sends to few URLs."""
@@ -400,15 +410,30 @@ def _canonical_token(token: str) -> str:
     return canonical
 
 
-def _check_common(
-    credentials: Credentials, service: str, region: str, when: datetime | None
-) -> None:
+def _checked_selection(
+    credentials: Credentials,
+    service: str,
+    region: str,
+    when: datetime | None,
+    also_sign: Iterable[str],
+    signed_headers: Iterable[str] | Literal["all"] | None,
+    expires: int | None = None,
+) -> _Selection:
+    """Check the arguments :func:`sign` and :func:`presign` share (and ``expires``, given);
+    return the headers to sign."""
     if not credentials.access_key_id or not credentials.secret_access_key:
         raise InvalidParameterError("credentials need an access key id and a secret access key")
     if not service or not region:
         raise InvalidParameterError("service and region must not be empty")
     if when is not None and when.utcoffset() is None:
         raise InvalidParameterError("when must be a timezone-aware datetime")
+    if expires is not None and (
+        isinstance(expires, bool)
+        or not isinstance(expires, int)
+        or not (1 <= expires <= MAX_EXPIRES)
+    ):
+        raise InvalidParameterError(f"expires must be 1..{MAX_EXPIRES} seconds")
+    return _header_filter(also_sign, signed_headers)
 
 
 # --- signing ----------------------------------------------------------------------------------
@@ -420,6 +445,49 @@ def _hmac_hex(inner: _Hash, outer: _Hash, message: bytes) -> str:
     outer = outer.copy()
     outer.update(inner.digest())
     return outer.hexdigest()
+
+
+def _key_and_headers(
+    credentials: Credentials,
+    service: str,
+    region: str,
+    when: datetime | None,
+    headers: HeadersInput,
+    selection: _Selection,
+    host: str,
+) -> tuple[str, tuple[_Hash, _Hash, str], dict[str, str], str | None]:
+    """``(X-Amz-Date, signing key, headers to sign with host, caller's x-amz-content-sha256)``."""
+    x_amz_date = sigv4.amz_date(when)
+    key = _signing_key(credentials.secret_access_key, x_amz_date[:8], region, service)
+    merged, caller_sha = _collect_headers(headers, selection)
+    if "host" not in merged:
+        merged["host"] = host
+    return x_amz_date, key, merged, caller_sha
+
+
+def _signature(
+    key: tuple[_Hash, _Hash, str],
+    x_amz_date: str,
+    method: str,
+    canonical_uri: str,
+    canonical_query: str,
+    merged: Mapping[str, str],
+    names: list[str],
+    signed: str,
+    payload: str,
+) -> tuple[str, str, str]:
+    """``(canonical request, string to sign, signature)``."""
+    inner, outer, scope = key
+    canonical = sigv4.canonical_request(
+        method,
+        canonical_uri,
+        canonical_query,
+        "".join([f"{name}:{merged[name]}\n" for name in names]),
+        signed,
+        payload,
+    )
+    to_sign = sigv4.string_to_sign(ALGORITHM, x_amz_date, scope, canonical)
+    return canonical, to_sign, _hmac_hex(inner, outer, to_sign.encode())
 
 
 def sign(
@@ -451,22 +519,14 @@ def sign(
     ``sign_session_token=False`` sends the token without signing it. ``normalize_path`` and
     ``double_encode`` default to on except for ``s3``. ``when`` (timezone-aware) defaults to now.
     """
-    _check_common(credentials, service, region, when)
-    selection = _header_filter(also_sign, signed_headers)
+    selection = _checked_selection(credentials, service, region, when, also_sign, signed_headers)
     s3 = service == "s3"
     host, canonical_uri, canonical_query = _url_view(
-        url,
-        not s3 if normalize_path is None else normalize_path,
-        not s3 if double_encode is None else double_encode,
+        url, *_path_options(s3, normalize_path, double_encode)
     )
-    x_amz_date = sigv4.amz_date(when)
-    inner, outer, scope = _signing_key(
-        credentials.secret_access_key, x_amz_date[:8], region, service
+    x_amz_date, key, merged, caller_sha = _key_and_headers(
+        credentials, service, region, when, headers, selection, host
     )
-
-    merged, caller_sha = _collect_headers(headers, selection)
-    if "host" not in merged:
-        merged["host"] = host
     payload = _payload_hash(caller_sha if payload_hash is None else payload_hash, body)
     merged["x-amz-date"] = x_amz_date
     token = credentials.session_token
@@ -478,18 +538,11 @@ def sign(
 
     names = sorted(merged)
     signed = ";".join(names)
-    canonical = sigv4.canonical_request(
-        method,
-        canonical_uri,
-        canonical_query,
-        "".join([f"{name}:{merged[name]}\n" for name in names]),
-        signed,
-        payload,
+    canonical, to_sign, signature = _signature(
+        key, x_amz_date, method, canonical_uri, canonical_query, merged, names, signed, payload
     )
-    to_sign = sigv4.string_to_sign(ALGORITHM, x_amz_date, scope, canonical)
-    signature = _hmac_hex(inner, outer, to_sign.encode())
     authorization = sigv4.authorization_value(
-        ALGORITHM, credentials.access_key_id, scope, signed, signature
+        ALGORITHM, credentials.access_key_id, key[2], signed, signature
     )
     if token:
         if emit_sha:
@@ -539,27 +592,17 @@ def presign(
     Same arguments as :func:`sign`, except that nothing is added to the headers. The payload
     hash defaults to the body's SHA-256 (``UNSIGNED-PAYLOAD`` for ``s3``).
     """
-    _check_common(credentials, service, region, when)
-    if (
-        isinstance(expires, bool)
-        or not isinstance(expires, int)
-        or not (1 <= expires <= MAX_EXPIRES)
-    ):
-        raise InvalidParameterError(f"expires must be 1..{MAX_EXPIRES} seconds")
-    selection = _header_filter(also_sign, signed_headers)
+    selection = _checked_selection(
+        credentials, service, region, when, also_sign, signed_headers, expires
+    )
     s3 = service == "s3"
     host, path, query = _split_url(url)
     pairs = sigv4.canonical_query_pairs(query)
     if any(k in ("X-Amz-Signature", "X-Amz-Credential") for k, _ in pairs):
         raise InvalidParameterError("the URL is already pre-signed (it has X-Amz-Signature)")
-    x_amz_date = sigv4.amz_date(when)
-    inner, outer, scope = _signing_key(
-        credentials.secret_access_key, x_amz_date[:8], region, service
+    x_amz_date, key, merged, caller_sha = _key_and_headers(
+        credentials, service, region, when, headers, selection, host
     )
-
-    merged, caller_sha = _collect_headers(headers, selection)
-    if "host" not in merged:
-        merged["host"] = host
     if payload_hash is None and caller_sha is None and s3:
         payload_hash = UNSIGNED_PAYLOAD
     payload = _payload_hash(caller_sha if payload_hash is None else payload_hash, body)
@@ -568,7 +611,7 @@ def presign(
 
     params: list[tuple[str, str]] = [
         ("X-Amz-Algorithm", ALGORITHM),
-        ("X-Amz-Credential", f"{credentials.access_key_id}/{scope}"),
+        ("X-Amz-Credential", f"{credentials.access_key_id}/{key[2]}"),
         ("X-Amz-Date", x_amz_date),
         ("X-Amz-SignedHeaders", signed),
         ("X-Amz-Expires", str(expires)),
@@ -578,20 +621,17 @@ def presign(
         params.append(("X-Amz-Security-Token", token))
     encoded = [(name, sigv4.uri_encode(value)) for name, value in params]
     in_signature = encoded if (sign_session_token or not token) else encoded[:-1]
-    canonical = sigv4.canonical_request(
+    canonical, to_sign, signature = _signature(
+        key,
+        x_amz_date,
         method,
-        _canonical_uri(
-            path,
-            not s3 if normalize_path is None else normalize_path,
-            not s3 if double_encode is None else double_encode,
-        ),
+        _canonical_uri(path, *_path_options(s3, normalize_path, double_encode)),
         "&".join([f"{k}={v}" for k, v in sorted(pairs + in_signature)]),
-        "".join([f"{name}:{merged[name]}\n" for name in names]),
+        merged,
+        names,
         signed,
         payload,
     )
-    to_sign = sigv4.string_to_sign(ALGORITHM, x_amz_date, scope, canonical)
-    signature = _hmac_hex(inner, outer, to_sign.encode())
     params.append(("X-Amz-Signature", signature))
     encoded.append(("X-Amz-Signature", signature))
     added = "&".join([f"{k}={v}" for k, v in encoded])
