@@ -295,11 +295,8 @@ class RefreshingCredentials:
                 self._refresh_sync(plan.lead, plan.advisory, reraise=True)
             try:
                 return plan.lead.result()
-            except Exception:
-                kept = self._fallback(plan)
-                if kept is None:
-                    raise
-                return kept
+            except Exception as error:
+                return self._fallback(plan, error)
         if plan.wait is not None:
             return plan.wait.result()
         assert plan.credentials is not None
@@ -317,11 +314,8 @@ class RefreshingCredentials:
             self._launch(plan.lead, plan.advisory)
             try:
                 return await asyncio.wrap_future(plan.lead)
-            except Exception:
-                kept = self._fallback(plan)
-                if kept is None:
-                    raise
-                return kept
+            except Exception as error:
+                return self._fallback(plan, error)
         if plan.wait is not None:
             return await asyncio.wrap_future(plan.wait)
         assert plan.credentials is not None
@@ -456,13 +450,16 @@ class RefreshingCredentials:
             self._inflight = future
             return _Plan(lead=future, advisory=usable is not None)
 
-    def _fallback(self, plan: _Plan) -> Credentials | None:
-        """After a failed refresh this caller led: the current credentials if it was advisory."""
-        if not plan.advisory:
-            return None
-        now = self._clock()
-        with self._lock:
-            return self._usable(now)
+    def _fallback(self, plan: _Plan, error: Exception) -> Credentials:
+        """After a failed refresh this caller led: the current credentials if it was advisory
+        and they are still usable, else ``error`` again."""
+        if plan.advisory:
+            now = self._clock()
+            with self._lock:
+                kept = self._usable(now)
+            if kept is not None:
+                return kept
+        raise error
 
     def _launch(self, future: concurrent.futures.Future[Credentials], advisory: bool) -> None:
         """Start the refresh away from the caller: on the helper loop, or in a worker thread.
