@@ -309,9 +309,19 @@ def _check_seconds(name: str, value: object) -> None:
         )
 
 
+def _resume(flow: _Flow, outcome: _Outcome | None) -> _Send | _Sleep | Credentials:
+    """The flow's next step after ``outcome`` (``None`` to start), or the credentials it
+    returns: the part of driving it that neither blocks nor awaits."""
+    try:
+        return flow.send(outcome)
+    except StopIteration as stop:
+        credentials: Credentials = stop.value
+        return credentials
+
+
 def _drive_sync(flow: _Flow, transport: SyncTransport, counter: list[int]) -> Credentials:
-    step = next(flow)
-    while True:
+    step = _resume(flow, None)
+    while not isinstance(step, Credentials):
         outcome: _Outcome | None = None
         if isinstance(step, _Sleep):
             time.sleep(step.seconds)
@@ -323,11 +333,8 @@ def _drive_sync(flow: _Flow, transport: SyncTransport, counter: list[int]) -> Cr
                 )
             except TransportFailure as failure:
                 outcome = failure
-        try:
-            step = flow.send(outcome)
-        except StopIteration as stop:
-            credentials: Credentials = stop.value
-            return credentials
+        step = _resume(flow, outcome)
+    return step
 
 
 class RolesAnywhereClient(_ClientBase[SyncTransport]):
@@ -389,8 +396,8 @@ class AsyncRolesAnywhereClient(_ClientBase[AsyncTransport]):
         """Call CreateSession and return the credentials, or raise a typed error."""
         flow = _session_flow(self.config)
         self.attempts = 0
-        step = next(flow)
-        while True:
+        step = _resume(flow, None)
+        while not isinstance(step, Credentials):
             outcome: _Outcome | None = None
             if isinstance(step, _Sleep):
                 import asyncio
@@ -404,11 +411,8 @@ class AsyncRolesAnywhereClient(_ClientBase[AsyncTransport]):
                     )
                 except TransportFailure as failure:
                     outcome = failure
-            try:
-                step = flow.send(outcome)
-            except StopIteration as stop:
-                credentials: Credentials = stop.value
-                return credentials
+            step = _resume(flow, outcome)
+        return step
 
     __call__ = create_session
 
