@@ -119,8 +119,17 @@ class Shell:
         if self._closed:
             raise ShipperClosedError("the shipper is closed: cannot submit events")
 
-    def _encode(self, piece: list[Event], source: str | None, date: float | None) -> Encoded:
-        return self._core.encoder.encode(piece, source, time.time() if date is None else date)
+    def _encoded(
+        self, events: Iterable[Event], source: str | None, date: float | None
+    ) -> Iterator[Encoded]:
+        """A submission's events, encoded a slice at a time (as the caller goes through them)."""
+        encoder = self._core.encoder
+        for piece in slices(events):
+            yield encoder.encode(piece, source, time.time() if date is None else date)
+
+    def _no_room(self) -> bool:
+        """(guard held) A submitter must wait: too much is pending and the shipper is open."""
+        return self._core.full(self.config.max_pending_bytes) and not self._closed
 
     def _queue(self, encoded: Encoded, ticket: Ticket) -> bool:
         """(guard held) Queue ``encoded``; ``True`` when workers should look again."""
@@ -144,6 +153,14 @@ class Shell:
     def _idle(self) -> bool:
         """(guard held) Everything submitted is settled and called back."""
         return self._core.settled() and not self._calling
+
+    def _closed_down(self, flushed: bool) -> bool:
+        """The end of a close, workers and connections stopped: close the dead letter file,
+        abandon what was never sent if the flush timed out; whether it was all settled."""
+        self._dead_letter.close()
+        if not flushed:
+            self._abandon_unsent()
+        return flushed
 
     def _abandon_unsent(self) -> None:
         """A close timed out: what was never sent is abandoned (counted, never settled)."""
@@ -177,14 +194,18 @@ class Shell:
 
     # --- HTTP ---------------------------------------------------------------------------------
 
-    def _client_options(self) -> dict[str, Any]:
-        return {
+    def _client_options(self, transport: object | None) -> dict[str, Any]:
+        """The httpx client's keyword arguments; ``transport`` replaces the network when given."""
+        options: dict[str, Any] = {
             "auth": self.auth,
             "timeout": self._timeout,
             "verify": resolve_verify(self.config.verify),
             "trust_env": self.config.trust_env,
             "follow_redirects": False,
         }
+        if transport is not None:
+            options["transport"] = transport
+        return options
 
     def _request(self, client: httpx.Client | httpx.AsyncClient, body: bytes) -> httpx.Request:
         return client.build_request("POST", self.config.url, content=body, headers=self._headers)

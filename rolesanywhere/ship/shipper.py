@@ -93,7 +93,7 @@ from rolesanywhere.session.transport import aexchange, exchange
 from rolesanywhere.ship.batch import Batch, Ticket
 from rolesanywhere.ship.core import Action, Answer, Send, Sleep
 from rolesanywhere.ship.encoder import Event
-from rolesanywhere.ship.shell import Shell, slices
+from rolesanywhere.ship.shell import Shell
 from rolesanywhere.ship.shipperconfig import MAX_BATCH_BYTES, ShipperConfig
 from rolesanywhere.ship.stats import ShipperStats
 
@@ -152,10 +152,7 @@ class Shipper(Shell):
         rand: Callable[[], float] = random.random,
     ) -> None:
         super().__init__(config, auth, on_settled, clock, rand)
-        options = self._client_options()
-        if transport is not None:
-            options["transport"] = transport
-        self._client = httpx.Client(**options)
+        self._client = httpx.Client(**self._client_options(transport))
         self._wait = wait
         self._lock = threading.Lock()
         self._guard = self._lock
@@ -189,13 +186,10 @@ class Shipper(Shell):
         :class:`ShipperInterruptedError` is raised within :data:`_STOP_POLL` seconds.
         """
         self._check_open()
-        core = self._core
         ticket = Ticket(token)
-        limit = self.config.max_pending_bytes
-        for piece in slices(events):
-            encoded = self._encode(piece, source, date)
+        for encoded in self._encoded(events, source, date):
             with self._lock:
-                while core.full(limit) and not self._closed:
+                while self._no_room():
                     if stop is None:
                         self._space.wait()
                         continue
@@ -259,10 +253,7 @@ class Shipper(Shell):
         self._client.close()
         for thread in self._threads:
             thread.join(timeout=_JOIN_TIMEOUT)
-        self._dead_letter.close()
-        if not flushed:
-            self._abandon_unsent()
-        return flushed
+        return self._closed_down(flushed)
 
     def __enter__(self) -> Self:
         return self
@@ -367,10 +358,7 @@ class AsyncShipper(Shell):
         rand: Callable[[], float] = random.random,
     ) -> None:
         super().__init__(config, auth, on_settled, clock, rand)
-        options = self._client_options()
-        if transport is not None:
-            options["transport"] = transport
-        self._client = httpx.AsyncClient(**options)
+        self._client = httpx.AsyncClient(**self._client_options(transport))
         self._guard = contextlib.nullcontext()  # one event loop: no lock
         self._cond = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
@@ -398,13 +386,10 @@ class AsyncShipper(Shell):
         """Queue events; awaits while too much is pending (see :meth:`Shipper.submit`)."""
         self._check_open()
         self.start()
-        core = self._core
         ticket = Ticket(token)
-        limit = self.config.max_pending_bytes
-        for piece in slices(events):
-            encoded = self._encode(piece, source, date)
+        for encoded in self._encoded(events, source, date):
             async with self._cond:
-                while core.full(limit) and not self._closed:
+                while self._no_room():
                     await self._cond.wait()
                 if self._queue(encoded, ticket):
                     self._cond.notify_all()
@@ -453,10 +438,7 @@ class AsyncShipper(Shell):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         await self._client.aclose()
-        self._dead_letter.close()
-        if not flushed:
-            self._abandon_unsent()
-        return flushed
+        return self._closed_down(flushed)
 
     async def __aenter__(self) -> Self:
         self.start()
