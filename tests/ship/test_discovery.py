@@ -12,8 +12,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from rolesanywhere.ship.tail import Tailer
 from tests.ship.tailing import (
     STAT_STEP,
@@ -25,12 +23,6 @@ from tests.ship.tailing import (
     numbered,
     seq_of,
 )
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
 
 # --- discovery -----------------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,11 +18,6 @@ from tests.ship.tailing import (
     lines_of,
     make_tailer,
 )
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 def test_partial_line_is_held_until_completed(tmp_path: Path, clock: FakeClock) -> None:

@@ -32,11 +32,6 @@ from tests.ship.tailing import (
 )
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
 def test_second_tailer_on_same_state_dir_is_refused(tmp_path: Path, clock: FakeClock) -> None:
     with make_tailer(tmp_path, clock), pytest.raises(TailError, match="another Tailer"):
         make_tailer(tmp_path, clock)

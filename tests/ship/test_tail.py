@@ -25,11 +25,6 @@ from tests.ship.tailing import (
 )
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
 def test_existing_file_read_from_end_by_default(tmp_path: Path, clock: FakeClock) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(b"old 1\nold 2\nbeing writ")  # the last line is still being written
