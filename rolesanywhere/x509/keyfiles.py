@@ -311,5 +311,7 @@ def read_signing_key(
     if TSS2_PEM_LABEL in source.data:
         from rolesanywhere.x509.tpm import TpmSigningKey
 
-        return TpmSigningKey.from_tss2(source.data, source.name, password=tpm)
+        return TpmSigningKey.from_tss2(
+            source.data, source.name, password=tpm, no_password=no_tpm_key_password
+        )
     return load_private_key(source.data, password, source=source.name)

@@ -82,18 +82,27 @@ class TpmSigningKey:
     the public key (which must be RSA 2048-4096 or EC P-256/384/521).
     """
 
-    __slots__ = ("_auth", "_key", "_public", "_tcti", "algorithm", "source")
+    __slots__ = ("_auth", "_key", "_no_auth", "_public", "_tcti", "algorithm", "source")
 
     algorithm: str
     #: ``handle:0x…`` or the key file's name, for messages.
     source: str
 
     def __init__(
-        self, key: int | bytes, source: str, password: str | None, tcti: str | None
+        self,
+        key: int | bytes,
+        source: str,
+        password: str | None,
+        tcti: str | None,
+        *,
+        no_password: bool = False,
     ) -> None:
         self._key = key
         self.source = source
         self._auth = password.encode("utf-8") if password else b""
+        #: ``--no-tpm-key-password``: use empty auth even when a key file says it has one
+        #: (tpm2_encodeobject before 5.5 writes emptyAuth FALSE for keys made without -p).
+        self._no_auth = no_password
         self._tcti = tcti
         with self._loaded() as (esapi, handle):
             public, _, _ = esapi.read_public(handle)
@@ -120,10 +129,12 @@ class TpmSigningKey:
         source: str,
         *,
         password: str | None = None,
+        no_password: bool = False,
         environ: Mapping[str, str] | None = None,
     ) -> TpmSigningKey:
-        """The key of a TSS2 key file's bytes (PEM); ``source`` names the file."""
-        return cls(data, source, password, _tcti(environ))
+        """The key of a TSS2 key file's bytes (PEM); ``source`` names the file.
+        ``no_password``: the key has none, whatever the file's emptyAuth says."""
+        return cls(data, source, password, _tcti(environ), no_password=no_password)
 
     def public_key(self) -> PublicKeyTypes:
         return self._public
@@ -190,10 +201,14 @@ class TpmSigningKey:
                 source=self.source,
             ) from None
         if not self._auth and not key.empty_auth:
-            raise PasswordRequiredError(
-                f"TPM key {self.source} has a password: pass it ({parameter('tpm_key_password')})",
-                source=self.source,
-            )
+            if not self._no_auth:
+                raise PasswordRequiredError(
+                    f"TPM key {self.source} has a password: pass it "
+                    f"({parameter('tpm_key_password')}), or "
+                    f"{parameter('no_tpm_key_password')} if it has none",
+                    source=self.source,
+                )
+            key = TSSPrivKey(key.private, key.public, empty_auth=True, parent=key.parent)
         return self._call(lambda: key.load(esapi, password=self._auth or None))
 
     def _call(self, call: Callable[[], Any]) -> Any:

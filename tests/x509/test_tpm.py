@@ -212,6 +212,23 @@ def test_tss2_key_file_with_password(
     assert err.count("\n") == 1
 
 
+def test_no_tpm_key_password_overrides_a_wrong_empty_auth(
+    tcti: str, pki: PKI, emulator: RolesAnywhereEmulator, tmp_path: Path
+) -> None:
+    """tpm2_encodeobject before 5.5 marks keys made without -p as having a password."""
+    from tpm2_pytss.tsskey import TSSPrivKey
+
+    pem, public = _tss2_key(tcti, "ec", None)
+    key = TSSPrivKey.from_pem(pem)
+    file = tmp_path / "key.tss2.pem"
+    file.write_bytes(TSSPrivKey(key.private, key.public, empty_auth=False).to_pem())
+    status, out, err = credential_process(
+        emulator, pki, tmp_path, public, str(file), "--no-tpm-key-password"
+    )
+    assert status == 0, err
+    assert_credentials(out, emulator)
+
+
 def test_wrong_password_is_one_line_without_the_password(
     tcti: str, pki: PKI, emulator: RolesAnywhereEmulator, tmp_path: Path
 ) -> None:
