@@ -109,7 +109,10 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
 def _add_sign_string_flags(parser: argparse.ArgumentParser) -> None:
     from rolesanywhere.x509.diagnostics import DIGESTS, FORMATS
 
-    add_flags(parser, names=("certificate", "private_key", "password"))
+    add_flags(
+        parser,
+        names=("certificate", "private_key", "password", "tpm_key_password", "no_tpm_key_password"),
+    )
     add = parser.add_argument
     add("--digest", choices=DIGESTS, default=DIGESTS[0], help="SHA256 (default), SHA384, SHA512")
     add("--format", choices=FORMATS, default=FORMATS[0], help="json (default), text or bin")
@@ -400,12 +403,14 @@ def _signing_key(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> Sig
             )
         return _identity_loader(args, stdin, stderr).get().signing_key
     _refuse_unsupported(args)
-    from rolesanywhere.x509.keyfiles import load_private_key
-    from rolesanywhere.x509.sources import read_source
+    from rolesanywhere.x509.keyfiles import read_signing_key
 
-    source = read_source(args.private_key, what="private key")
+    tpm = {
+        "tpm_key_password": args.tpm_key_password,
+        "no_tpm_key_password": args.no_tpm_key_password,
+    }
     return _with_password(
-        args, stdin, stderr, lambda pw: load_private_key(source.data, pw, source=source.name)
+        args, stdin, stderr, lambda pw: read_signing_key(args.private_key, pw, **tpm)
     )
 
 

@@ -197,6 +197,15 @@ SETTINGS: tuple[Setting, ...] = (
         key="pkcs8_password", metavar="PASSWORD", env=PASSWORD_ENV, example="probe-password",
     ),
     Setting(
+        "tpm_key_password", "loader", "--tpm-key-password",
+        "password of a TPM 2.0 key (handle:0x81… or a TSS2 key file); visible in ps",
+        metavar="PASSWORD", example="probe-tpm-password",
+    ),
+    Setting(
+        "no_tpm_key_password", "loader", "--no-tpm-key-password",
+        "the TPM 2.0 key has no password", kind="switch", default=False, example=True,
+    ),
+    Setting(
         "timeout", "client", "--timeout",
         "seconds one CreateSession call may take, retries included (default 30)",
         kind="float", default=30.0, metavar="SECONDS", example=12.5,
@@ -204,14 +213,14 @@ SETTINGS: tuple[Setting, ...] = (
 )  # fmt: skip
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
+#: Settings never shown.
+_SECRETS = frozenset({"password", "tpm_key_password"})
 
 #: Go helper flags this version parses but does not implement yet (hardware and OS stores):
 #: attribute -> (flag, whether it is a switch).
 UNSUPPORTED_FLAGS: dict[str, tuple[str, bool]] = {
     "pkcs11_lib": ("--pkcs11-lib", False),
     "reuse_pin": ("--reuse-pin", True),
-    "tpm_key_password": ("--tpm-key-password", False),
-    "no_tpm_key_password": ("--no-tpm-key-password", True),
     "cert_selector": ("--cert-selector", False),
     "system_store_name": ("--system-store-name", False),
     "system_store_location": ("--system-store-location", False),
@@ -398,7 +407,7 @@ class IdentitySettings:
 
     def __repr__(self) -> str:
         shown = ", ".join(
-            f"{name}={value!r}" for name, value in self.values.items() if name != "password"
+            f"{name}={value!r}" for name, value in self.values.items() if name not in _SECRETS
         )
         return f"IdentitySettings({shown})"
 

@@ -30,7 +30,15 @@ from rolesanywhere.x509.certificates import (
     is_certificate_object,
     load_certificates,
 )
-from rolesanywhere.x509.keyfiles import Password, load_private_key, password_bytes, signing_key
+from rolesanywhere.x509.keyfiles import (
+    TPM_HANDLE_PREFIX,
+    TSS2_PEM_LABEL,
+    Password,
+    load_private_key,
+    password_bytes,
+    read_signing_key,
+    signing_key,
+)
 from rolesanywhere.x509.keys import SigningKey
 from rolesanywhere.x509.matching import fast_match, matching_index
 from rolesanywhere.x509.pem import is_pem, is_pkcs12, pem_blocks
@@ -285,25 +293,51 @@ class Identity:
         *,
         check_validity: bool = True,
         now: datetime | None = None,
+        tpm_key_password: str | None = None,
+        no_tpm_key_password: bool = False,
     ) -> Identity:
         """Load and check an identity.
 
         ``private_key=None``: the certificate source holds the key too (PEM with both, or
         PKCS#12). Extra certificates in the certificate source (a PEM bundle or PKCS#12) become
         the chain unless ``intermediates`` is given. The leaf is the first certificate matching
-        the key.
+        the key. ``private_key`` may name a TPM 2.0 key (``handle:0x81000101`` or a TSS2 key
+        file, see :mod:`~rolesanywhere.x509.tpm`); ``tpm_key_password`` is that key's
+        password, ``no_tpm_key_password`` says it has none.
         """
         name = source_name(certificate)
         with guard(
             f"could not load the identity from {describe(name)}: check the certificate and key",
             name,
         ):
+            if isinstance(private_key, SPEC_TYPES) and _is_tpm_key(private_key):
+                private_key = read_signing_key(
+                    private_key,
+                    None,
+                    tpm_key_password=tpm_key_password,
+                    no_tpm_key_password=no_tpm_key_password,
+                )
             identity = _load_fast(cls, certificate, private_key, intermediates, password)
             if identity is None:
                 identity = _load(cls, certificate, private_key, intermediates, password)
         if check_validity:
             identity.check_validity(now)
         return identity
+
+
+def _is_tpm_key(spec: SourceSpec) -> bool:
+    """Whether a key spec is a TPM key: ``handle:…``, or a file starting as a TSS2 key file."""
+    if isinstance(spec, str) and spec.startswith(TPM_HANDLE_PREFIX):
+        return True
+    path = file_path(spec)
+    if path is None:
+        return isinstance(spec, bytes) and TSS2_PEM_LABEL in spec
+    try:
+        with open(path, "rb") as file:
+            head = file.read(len(TSS2_PEM_LABEL) + 64)
+    except OSError:
+        return False
+    return TSS2_PEM_LABEL in head
 
 
 def source_name(spec: object) -> str:

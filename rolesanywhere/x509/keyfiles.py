@@ -17,7 +17,9 @@ from rolesanywhere.errors import (
     PasswordRequiredError,
     SourceError,
     UnsupportedKeyError,
+    UsageError,
     WrongPasswordError,
+    parameter,
 )
 from rolesanywhere.x509 import der as _derlib
 from rolesanywhere.x509.keys import (
@@ -35,16 +37,19 @@ from rolesanywhere.x509.pem import (
     is_pkcs12,
     pem_blocks,
 )
-from rolesanywhere.x509.sources import describe, guard
+from rolesanywhere.x509.sources import SourceSpec, describe, guard, read_source
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 __all__ = [
     "HOW_TO_UNLOCK",
+    "TPM_HANDLE_PREFIX",
+    "TSS2_PEM_LABEL",
     "Password",
     "load_private_key",
     "password_bytes",
+    "read_signing_key",
     "signing_key",
 ]
 
@@ -274,3 +279,39 @@ def load_private_key(data: bytes, password: Password, *, source: str) -> Signing
     with guard(_NO_KEY.format(src=label), source):
         key = _parse_private_key(data, password_bytes(password), source)
         return signing_key(key, label, source)
+
+
+#: ``--private-key handle:0x81000101``: a persistent key in a TPM.
+TPM_HANDLE_PREFIX = "handle:"
+#: The PEM header of a TSS2 (TPM 2.0) key file.
+TSS2_PEM_LABEL = b"-----BEGIN TSS2 PRIVATE KEY-----"
+
+
+def read_signing_key(
+    spec: SourceSpec,
+    password: Password,
+    *,
+    tpm_key_password: str | None = None,
+    no_tpm_key_password: bool = False,
+) -> SigningKey:
+    """The signing key a ``--private-key`` spec names: a key file (:func:`load_private_key`), a
+    persistent TPM key (``handle:0x81000101``) or a TSS2 key file (see
+    :mod:`~rolesanywhere.x509.tpm`, imported only for those)."""
+    if no_tpm_key_password and tpm_key_password:
+        raise UsageError(
+            f"{parameter('tpm_key_password')} and {parameter('no_tpm_key_password')} "
+            "contradict each other: pass one of them"
+        )
+    tpm = None if no_tpm_key_password else tpm_key_password
+    if isinstance(spec, str) and spec.startswith(TPM_HANDLE_PREFIX):
+        from rolesanywhere.x509.tpm import TpmSigningKey
+
+        return TpmSigningKey.from_handle(spec, password=tpm)
+    source = read_source(spec, what="private key")
+    if TSS2_PEM_LABEL in source.data:
+        from rolesanywhere.x509.tpm import TpmSigningKey
+
+        return TpmSigningKey.from_tss2(
+            source.data, source.name, password=tpm, no_password=no_tpm_key_password
+        )
+    return load_private_key(source.data, password, source=source.name)

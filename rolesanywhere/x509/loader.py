@@ -39,9 +39,13 @@ class IdentityLoader:
         password: Password = None,
         *,
         check_validity: bool = True,
+        tpm_key_password: str | None = None,
+        no_tpm_key_password: bool = False,
     ) -> None:
         self._args = (certificate, private_key, intermediates)
         self._password = password
+        self._tpm_password = tpm_key_password
+        self._no_tpm_password = no_tpm_key_password
         self._check_validity = check_validity
         self._paths: tuple[Path, ...] = tuple(
             path
@@ -73,7 +77,13 @@ class IdentityLoader:
                 certificate, private_key, intermediates = self._args
                 self._identity = None
                 identity = Identity.load(
-                    certificate, private_key, intermediates, self._password, check_validity=False
+                    certificate,
+                    private_key,
+                    intermediates,
+                    self._password,
+                    check_validity=False,
+                    tpm_key_password=self._tpm_password,
+                    no_tpm_key_password=self._no_tpm_password,
                 )
                 self._identity, self._stamp = identity, stamp
                 self.loads += 1
