@@ -39,8 +39,12 @@ class IdentityLoader:
         password: Password = None,
         *,
         check_validity: bool = True,
+        pkcs11_lib: str | None = None,
+        reuse_pin: bool = False,
     ) -> None:
         self._args = (certificate, private_key, intermediates)
+        self._pkcs11_lib = pkcs11_lib
+        self._reuse_pin = reuse_pin
         self._password = password
         self._check_validity = check_validity
         self._paths: tuple[Path, ...] = tuple(
@@ -73,7 +77,13 @@ class IdentityLoader:
                 certificate, private_key, intermediates = self._args
                 self._identity = None
                 identity = Identity.load(
-                    certificate, private_key, intermediates, self._password, check_validity=False
+                    certificate,
+                    private_key,
+                    intermediates,
+                    self._password,
+                    check_validity=False,
+                    pkcs11_lib=self._pkcs11_lib,
+                    reuse_pin=self._reuse_pin,
                 )
                 self._identity, self._stamp = identity, stamp
                 self.loads += 1
