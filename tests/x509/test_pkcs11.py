@@ -1,4 +1,4 @@
-"""PKCS#11 tokens (pkcs11: URIs) against SoftHSM2 and the Roles Anywhere emulator.
+"""PKCS#11 tokens (pkcs11: URIs) against SoftHSM2 and the Roles Anywhere rolesanywhere_emulator.
 
 The token tests need the Debian packages ``softhsm2`` (and the ``python-pkcs11`` extra); they
 skip, naming what is missing, without them. The fixture keeps its tokens in a temporary
@@ -186,18 +186,7 @@ class Token:
 
 
 @pytest.fixture(scope="module")
-def pki() -> PKI:
-    return PKI(name="pkcs11 tests")
-
-
-@pytest.fixture(scope="module")
-def emulator(pki: PKI) -> Iterator[RolesAnywhereEmulator]:
-    with RolesAnywhereEmulator.for_pki(pki) as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def token(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Token]:
+def token(rolesanywhere_pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Token]:
     if SOFTHSM is None or shutil.which("softhsm2-util") is None:
         pytest.skip("needs SoftHSM2 (Debian package softhsm2; .ci/run installs it)")
     pkcs11 = pytest.importorskip(
@@ -229,7 +218,7 @@ def token(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Token]
                 capture_output=True,
                 env=os.environ,
             )
-        made = Token(pki, root)
+        made = Token(rolesanywhere_pki, root)
         lib = load_module(SOFTHSM)
         A = pkcs11.Attribute
         for label, items in (
@@ -286,10 +275,15 @@ def one_line(status: int, out: str, err: str) -> str:
     return err
 
 
+def refused(emu: RolesAnywhereEmulator, *argv: str, lib: str | None = SOFTHSM) -> str:
+    """The one-line error of ``credential-process ARGV`` with the module and the ARNs."""
+    return one_line(*run(["credential-process", *argv, "--pkcs11-lib", str(lib), *arns(emu)]))
+
+
 @pytest.mark.parametrize("kind", ["rsa", "ec"])
 @pytest.mark.parametrize("where", ["one-uri", "certificate-file"])
 def test_credential_process_with_a_token_key(
-    kind: str, where: str, token: Token, emulator: RolesAnywhereEmulator
+    kind: str, where: str, token: Token, rolesanywhere_emulator: RolesAnywhereEmulator
 ) -> None:
     leaf = token.rsa if kind == "rsa" else token.ec
     uri = f"pkcs11:token=ra-{kind};object=client"
@@ -298,12 +292,14 @@ def test_credential_process_with_a_token_key(
     else:
         argv = ["--certificate", token.cert_file(leaf), "--private-key", f"{uri}?pin-value={PIN}"]
     argv += ["--intermediates", str(token.chain), "--pkcs11-lib", str(SOFTHSM)]
-    credentials(*run(["credential-process", *argv, *arns(emulator)]), emulator)
-    assert emulator.issued[-1].certificate_serial == leaf.serial_number
+    credentials(
+        *run(["credential-process", *argv, *arns(rolesanywhere_emulator)]), rolesanywhere_emulator
+    )
+    assert rolesanywhere_emulator.issued[-1].certificate_serial == leaf.serial_number
 
 
 def test_pin_source_file_and_id(
-    token: Token, emulator: RolesAnywhereEmulator, tmp_path: Path
+    token: Token, rolesanywhere_emulator: RolesAnywhereEmulator, tmp_path: Path
 ) -> None:
     pin_file = tmp_path / "pin"
     pin_file.write_text(PIN + "\n")
@@ -315,12 +311,14 @@ def test_pin_source_file_and_id(
         "--intermediates",
         str(token.chain),
     ]
-    credentials(*run(["credential-process", *argv, *arns(emulator)]), emulator)
-    assert emulator.issued[-1].certificate_serial == token.ec.serial_number
+    credentials(
+        *run(["credential-process", *argv, *arns(rolesanywhere_emulator)]), rolesanywhere_emulator
+    )
+    assert rolesanywhere_emulator.issued[-1].certificate_serial == token.ec.serial_number
 
 
 def test_always_authenticate_key_needs_reuse_pin(
-    token: Token, emulator: RolesAnywhereEmulator
+    token: Token, rolesanywhere_emulator: RolesAnywhereEmulator
 ) -> None:
     argv = [
         "credential-process",
@@ -330,97 +328,59 @@ def test_always_authenticate_key_needs_reuse_pin(
         str(SOFTHSM),
         "--intermediates",
         str(token.chain),
-        *arns(emulator),
+        *arns(rolesanywhere_emulator),
     ]
     err = one_line(*run(argv))
     assert "--reuse-pin" in err
-    credentials(*run([*argv, "--reuse-pin"]), emulator)
-    assert emulator.issued[-1].certificate_serial == token.always.serial_number
+    credentials(*run([*argv, "--reuse-pin"]), rolesanywhere_emulator)
+    assert rolesanywhere_emulator.issued[-1].certificate_serial == token.always.serial_number
 
 
 def test_wrong_pin_is_one_line_without_the_pin(
-    token: Token, emulator: RolesAnywhereEmulator
+    token: Token, rolesanywhere_emulator: RolesAnywhereEmulator
 ) -> None:
     # ra-pin is logged into by no other test (PKCS#11 login lasts as long as the process has a
     # session open on the token)
     wrong = "9999-not-it"
-    err = one_line(
-        *run(
-            [
-                "credential-process",
-                "--certificate",
-                f"pkcs11:token=ra-pin?pin-value={wrong}",
-                "--pkcs11-lib",
-                str(SOFTHSM),
-                *arns(emulator),
-            ]
-        )
-    )
+    uri = f"pkcs11:token=ra-pin?pin-value={wrong}"
+    err = refused(rolesanywhere_emulator, "--certificate", uri)
     assert "wrong PIN" in err
     assert wrong not in err
 
 
-def test_ambiguous_uri_lists_the_matches(token: Token, emulator: RolesAnywhereEmulator) -> None:
-    err = one_line(
-        *run(
-            [
-                "credential-process",
-                "--certificate",
-                f"pkcs11:token=ra-ec?pin-value={PIN}",
-                "--pkcs11-lib",
-                str(SOFTHSM),
-                *arns(emulator),
-            ]
-        )
-    )
+def test_ambiguous_uri_lists_the_matches(
+    token: Token, rolesanywhere_emulator: RolesAnywhereEmulator
+) -> None:
+    err = refused(rolesanywhere_emulator, "--certificate", f"pkcs11:token=ra-ec?pin-value={PIN}")
     assert "2 objects match" in err
     assert "object=client;type=cert" in err and "object=spare;type=cert" in err
 
 
 def test_token_key_of_another_certificate_is_refused(
-    token: Token, emulator: RolesAnywhereEmulator
+    token: Token, rolesanywhere_emulator: RolesAnywhereEmulator
 ) -> None:
-    err = one_line(
-        *run(
-            [
-                "credential-process",
-                "--certificate",
-                token.cert_file(token.ec),
-                "--private-key",
-                f"pkcs11:token=ra-ec;object=spare?pin-value={PIN}",
-                "--pkcs11-lib",
-                str(SOFTHSM),
-                *arns(emulator),
-            ]
-        )
-    )
+    spare = f"pkcs11:token=ra-ec;object=spare?pin-value={PIN}"
+    certificate = token.cert_file(token.ec)
+    err = refused(rolesanywhere_emulator, "--certificate", certificate, "--private-key", spare)
     assert "not the certificate's" in err
 
 
-def test_missing_module_is_one_line(token: Token, emulator: RolesAnywhereEmulator) -> None:
-    err = one_line(
-        *run(
-            [
-                "credential-process",
-                "--certificate",
-                f"pkcs11:token=ra-ec?pin-value={PIN}",
-                "--pkcs11-lib",
-                "/nonexistent/p11.so",
-                *arns(emulator),
-            ]
-        )
-    )
+def test_missing_module_is_one_line(
+    token: Token, rolesanywhere_emulator: RolesAnywhereEmulator
+) -> None:
+    uri = f"pkcs11:token=ra-ec?pin-value={PIN}"
+    err = refused(rolesanywhere_emulator, "--certificate", uri, lib="/nonexistent/p11.so")
     assert "/nonexistent/p11.so does not exist" in err
 
 
 def test_without_python_pkcs11_the_error_says_what_to_install(
-    emulator: RolesAnywhereEmulator,
+    rolesanywhere_emulator: RolesAnywhereEmulator,
 ) -> None:
     code = (
         "import sys; sys.modules['pkcs11'] = None\n"
         "from rolesanywhere.cli.main import main\n"
         "sys.exit(main(['credential-process', '--certificate', "
-        f"'pkcs11:token=x?pin-value={PIN}', *{arns(emulator)!r}]))"
+        f"'pkcs11:token=x?pin-value={PIN}', *{arns(rolesanywhere_emulator)!r}]))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     err = one_line(done.returncode, done.stdout, done.stderr)
@@ -476,7 +436,7 @@ def test_sign_string_with_a_token_key(token: Token) -> None:
 
 
 def test_no_output_shows_the_pin_even_with_debug(
-    token: Token, emulator: RolesAnywhereEmulator, caplog: pytest.LogCaptureFixture
+    token: Token, rolesanywhere_emulator: RolesAnywhereEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     for argv in (
@@ -497,7 +457,7 @@ def test_no_output_shows_the_pin_even_with_debug(
                 str(SOFTHSM),
                 "--intermediates",
                 str(token.chain),
-                *arns(emulator),
+                *arns(rolesanywhere_emulator),
             ]
         )
         assert status == 0 or argv[-1].endswith("0000"), err
