@@ -39,6 +39,7 @@ __all__ = [
     "SourceError",
     "TailError",
     "ThrottlingError",
+    "TokenError",
     "TransportFailure",
     "UnsignableBodyError",
     "UnsupportedKeyError",
@@ -129,6 +130,11 @@ class WrongPasswordError(IdentityError):
 
 class KeyMismatchError(IdentityError):
     """The private key does not belong to the certificate."""
+
+
+class TokenError(IdentityError):
+    """A PKCS#11 token, its module or an object on it could not be used (no such token or
+    object, several matching objects, a wrong or missing PIN, the module not installed)."""
 
 
 class CertificateValidityError(IdentityError):

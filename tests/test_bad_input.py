@@ -465,8 +465,8 @@ CASES: list[Case] = [
         env=lambda c: {"RA_HUGE_CERT": "A" * (5 << 20)},
     ),
     Case(
-        "unsupported-pkcs11",
-        lambda c: c.cp("--pkcs11-lib", "/usr/lib/p11.so"),
+        "unsupported-cert-selector",
+        lambda c: c.cp("--cert-selector", "{}"),
         "use --certificate and --private-key files",
     ),
     Case(

@@ -111,7 +111,15 @@ def _add_sign_string_flags(parser: argparse.ArgumentParser) -> None:
 
     add_flags(
         parser,
-        names=("certificate", "private_key", "password", "tpm_key_password", "no_tpm_key_password"),
+        names=(
+            "certificate",
+            "private_key",
+            "password",
+            "tpm_key_password",
+            "no_tpm_key_password",
+            "pkcs11_lib",
+            "reuse_pin",
+        ),
     )
     add = parser.add_argument
     add("--digest", choices=DIGESTS, default=DIGESTS[0], help="SHA256 (default), SHA384, SHA512")
@@ -122,9 +130,14 @@ def _add_sign_string_flags(parser: argparse.ArgumentParser) -> None:
 
 def _add_read_certificate_flags(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
-    add("--certificate", help="certificate file (PEM or DER), env:NAME or - for stdin")
+    add(
+        "--certificate",
+        help="certificate file (PEM or DER), env:NAME, - for stdin, or a pkcs11: URI (lists the "
+        "matching certificates)",
+    )
     add("--debug", action="store_true", help=argparse.SUPPRESS)
-    add_unsupported_flags(parser, ["pkcs11_lib", "cert_selector", "system_store_name"])
+    add_flags(parser, names=("pkcs11_lib",))
+    add_unsupported_flags(parser, ["cert_selector", "system_store_name"])
 
 
 def _add_demo_flags(parser: argparse.ArgumentParser) -> None:
@@ -394,8 +407,14 @@ def _update(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: Tex
 
 def _signing_key(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> SigningKey:
     """The key ``sign-string`` signs with: ``--private-key``, else the one in ``--certificate``
-    (a PEM file holding both, or PKCS#12)."""
-    if args.private_key is None:
+    (a PEM file holding both, or PKCS#12); a ``pkcs11:`` key signs for ``--certificate``."""
+    from rolesanywhere.x509.sources import is_pkcs11_uri
+
+    if is_pkcs11_uri(args.private_key) and not args.certificate:
+        raise UsageError(
+            "a pkcs11: --private-key needs its --certificate (a file or a pkcs11: URI)"
+        )
+    if args.private_key is None or is_pkcs11_uri(args.private_key):
         if not args.certificate:
             raise UsageError(
                 "no --private-key given: pass --private-key FILE (or a --certificate file "
@@ -494,7 +513,15 @@ def _read_certificate_data(
         raise UsageError("no --certificate given: pass --certificate FILE")
     from rolesanywhere.x509.certificates import certificate_der_fields
     from rolesanywhere.x509.diagnostics import certificate_data_json
-    from rolesanywhere.x509.sources import read_source
+    from rolesanywhere.x509.sources import is_pkcs11_uri, read_source
+
+    if is_pkcs11_uri(args.certificate):
+        from rolesanywhere.x509.pkcs11 import describe_certificates, list_certificates
+
+        found = list_certificates(args.certificate, pkcs11_lib=args.pkcs11_lib)
+        stdout.write(describe_certificates(found))
+        stdout.flush()
+        return 0
 
     source = read_source(args.certificate, what="certificate")
     der, fields = certificate_der_fields(source.data, source=source.name)

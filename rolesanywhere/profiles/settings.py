@@ -206,6 +206,16 @@ SETTINGS: tuple[Setting, ...] = (
         "the TPM 2.0 key has no password", kind="switch", default=False, example=True,
     ),
     Setting(
+        "pkcs11_lib", "loader", "--pkcs11-lib",
+        "PKCS#11 module for pkcs11: URIs (default: p11-kit-proxy where present)",
+        metavar="LIB", example="/usr/lib/softhsm/libsofthsm2.so",
+    ),
+    Setting(
+        "reuse_pin", "loader", "--reuse-pin",
+        "sign with the login PIN when a token key asks for it at every signature",
+        kind="switch", default=False, example=True,
+    ),
+    Setting(
         "timeout", "client", "--timeout",
         "seconds one CreateSession call may take, retries included (default 30)",
         kind="float", default=30.0, metavar="SECONDS", example=12.5,
@@ -219,8 +229,6 @@ _SECRETS = frozenset({"password", "tpm_key_password"})
 #: Go helper flags this version parses but does not implement yet (hardware and OS stores):
 #: attribute -> (flag, whether it is a switch).
 UNSUPPORTED_FLAGS: dict[str, tuple[str, bool]] = {
-    "pkcs11_lib": ("--pkcs11-lib", False),
-    "reuse_pin": ("--reuse-pin", True),
     "cert_selector": ("--cert-selector", False),
     "system_store_name": ("--system-store-name", False),
     "system_store_location": ("--system-store-location", False),
@@ -406,8 +414,14 @@ class IdentitySettings:
         return hash(tuple(self.values.items()))
 
     def __repr__(self) -> str:
+        from rolesanywhere.x509.sources import redact_uri
+
         shown = ", ".join(
-            f"{name}={value!r}" for name, value in self.values.items() if name not in _SECRETS
+            f"{name}={redact_uri(value) if isinstance(value, str) else value!r}"
+            if name in ("certificate", "private_key")
+            else f"{name}={value!r}"
+            for name, value in self.values.items()
+            if name not in _SECRETS
         )
         return f"IdentitySettings({shown})"
 

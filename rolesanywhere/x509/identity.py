@@ -49,6 +49,7 @@ from rolesanywhere.x509.sources import (
     describe,
     file_path,
     guard,
+    is_pkcs11_uri,
     read_source,
 )
 
@@ -295,6 +296,8 @@ class Identity:
         now: datetime | None = None,
         tpm_key_password: str | None = None,
         no_tpm_key_password: bool = False,
+        pkcs11_lib: str | None = None,
+        reuse_pin: bool = False,
     ) -> Identity:
         """Load and check an identity.
 
@@ -303,21 +306,30 @@ class Identity:
         the chain unless ``intermediates`` is given. The leaf is the first certificate matching
         the key. ``private_key`` may name a TPM 2.0 key (``handle:0x81000101`` or a TSS2 key
         file, see :mod:`~rolesanywhere.x509.tpm`); ``tpm_key_password`` is that key's
-        password, ``no_tpm_key_password`` says it has none.
+        password, ``no_tpm_key_password`` says it has none. The certificate, the key or both
+        may be ``pkcs11:`` URIs (see
+        :mod:`~rolesanywhere.x509.pkcs11`; ``pkcs11_lib`` is the module, ``reuse_pin`` lets a
+        key marked always-authenticate sign with the login PIN).
         """
         name = source_name(certificate)
         with guard(
             f"could not load the identity from {describe(name)}: check the certificate and key",
             name,
         ):
-            if isinstance(private_key, SPEC_TYPES) and _is_tpm_key(private_key):
-                private_key = read_signing_key(
-                    private_key,
-                    None,
-                    tpm_key_password=tpm_key_password,
-                    no_tpm_key_password=no_tpm_key_password,
+            identity: Identity | None
+            if is_pkcs11_uri(certificate) or is_pkcs11_uri(private_key):
+                identity = _load_token(
+                    cls, certificate, private_key, intermediates, pkcs11_lib, reuse_pin
                 )
-            identity = _load_fast(cls, certificate, private_key, intermediates, password)
+            else:
+                if isinstance(private_key, SPEC_TYPES) and _is_tpm_key(private_key):
+                    private_key = read_signing_key(
+                        private_key,
+                        None,
+                        tpm_key_password=tpm_key_password,
+                        no_tpm_key_password=no_tpm_key_password,
+                    )
+                identity = _load_fast(cls, certificate, private_key, intermediates, password)
             if identity is None:
                 identity = _load(cls, certificate, private_key, intermediates, password)
         if check_validity:
@@ -389,6 +401,48 @@ def _load_fast(
     return cls._from_der(der, fields, key, chain_der, src.name)
 
 
+def _load_token(
+    cls: type[Identity],
+    certificate: CertificateInput,
+    private_key: KeyInput | None,
+    intermediates: IntermediatesInput | None,
+    pkcs11_lib: str | None,
+    reuse_pin: bool,
+) -> Identity:
+    from rolesanywhere.x509.pkcs11 import load_token_identity
+
+    def file_certificates() -> list[x509.Certificate]:
+        if not isinstance(certificate, SPEC_TYPES) and is_certificate_object(certificate):
+            return [certificate]
+        src = read_source(cast(SourceSpec, certificate), what="certificate")
+        return load_certificates(src.data, source=src.name)
+
+    leaf, key, others, source = load_token_identity(
+        certificate, private_key, pkcs11_lib=pkcs11_lib, reuse_pin=reuse_pin,
+        file_certificates=file_certificates,
+    )  # fmt: skip
+    if not is_pkcs11_uri(certificate):
+        source = source_name(certificate)
+    return cls(leaf, key, tuple(_chain(intermediates, others)), source)
+
+
+def _chain(
+    intermediates: IntermediatesInput | None, others: list[x509.Certificate]
+) -> list[x509.Certificate]:
+    if intermediates is None:
+        return others
+    if isinstance(intermediates, SPEC_TYPES):
+        chain_src = read_source(intermediates, what="intermediate certificates")
+        return load_certificates(chain_src.data, source=chain_src.name)
+    chain = list(intermediates)
+    if not all(is_certificate_object(c) for c in chain):
+        raise SourceError(
+            "intermediates must be a path, env:NAME, -, bytes or x509.Certificate objects",
+            source="<intermediates>",
+        )
+    return chain
+
+
 def _load(
     cls: type[Identity],
     certificate: CertificateInput,
@@ -447,17 +501,4 @@ def _load(
             source=cert_name,
         )
     leaf = certs.pop(index)
-
-    if intermediates is None:
-        chain = certs
-    elif isinstance(intermediates, SPEC_TYPES):
-        chain_src = read_source(intermediates, what="intermediate certificates")
-        chain = load_certificates(chain_src.data, source=chain_src.name)
-    else:
-        chain = list(intermediates)
-        if not all(is_certificate_object(c) for c in chain):
-            raise SourceError(
-                "intermediates must be a path, env:NAME, -, bytes or x509.Certificate objects",
-                source="<intermediates>",
-            )
-    return cls(leaf, key, tuple(chain), cert_name)
+    return cls(leaf, key, tuple(_chain(intermediates, certs)), cert_name)

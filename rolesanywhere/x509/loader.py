@@ -41,8 +41,12 @@ class IdentityLoader:
         check_validity: bool = True,
         tpm_key_password: str | None = None,
         no_tpm_key_password: bool = False,
+        pkcs11_lib: str | None = None,
+        reuse_pin: bool = False,
     ) -> None:
         self._args = (certificate, private_key, intermediates)
+        self._pkcs11_lib = pkcs11_lib
+        self._reuse_pin = reuse_pin
         self._password = password
         self._tpm_password = tpm_key_password
         self._no_tpm_password = no_tpm_key_password
@@ -84,6 +88,8 @@ class IdentityLoader:
                     check_validity=False,
                     tpm_key_password=self._tpm_password,
                     no_tpm_key_password=self._no_tpm_password,
+                    pkcs11_lib=self._pkcs11_lib,
+                    reuse_pin=self._reuse_pin,
                 )
                 self._identity, self._stamp = identity, stamp
                 self.loads += 1

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeGuard
 
 from rolesanywhere.errors import RolesAnywhereError, SourceError
 from rolesanywhere.values import Value
@@ -29,7 +30,9 @@ __all__ = [
     "describe",
     "file_path",
     "guard",
+    "is_pkcs11_uri",
     "read_source",
+    "redact_uri",
 ]
 
 SourceSpec = str | bytes | bytearray | memoryview | os.PathLike[str]
@@ -89,11 +92,39 @@ def guard(message: str, source: str) -> Iterator[None]:
         raise
 
 
+#: The scheme of a PKCS#11 URI (RFC 7512), which names an object on a token, not a file.
+PKCS11_SCHEME = "pkcs11:"
+_QUERY_ITEM = re.compile(r"([?&])([^=&]*)(=?)([^&]*)")
+#: Query attributes whose values messages may show (any other, ``pin-value`` first, is hidden).
+_SHOWN_QUERY = frozenset({"pin-source", "module-path", "module-name"})
+
+
+def is_pkcs11_uri(spec: object) -> TypeGuard[str]:
+    """Whether ``spec`` is a ``pkcs11:`` URI (the scheme in any case)."""
+    return isinstance(spec, str) and spec[: len(PKCS11_SCHEME)].lower() == PKCS11_SCHEME
+
+
+def redact_uri(uri: str) -> str:
+    """A ``pkcs11:`` URI as messages may show it: the value of ``pin-value`` (and of any query
+    attribute but ``pin-source``, ``module-path`` and ``module-name``) replaced by ``***``."""
+    path, mark, query = uri.partition("?")
+
+    def hide(match: re.Match[str]) -> str:
+        sep, name, eq, value = match.groups()
+        shown = value if name.lower() in _SHOWN_QUERY else "***"
+        return f"{sep}{name}{eq}{shown}" if eq else f"{sep}***"
+
+    return path + _QUERY_ITEM.sub(hide, mark + query) if mark else path
+
+
 def describe(name: str) -> str:
     """How a source name reads in a message (``-`` becomes ``stdin``; text that cannot be a
-    path, such as PEM, becomes ``<text>``: it is never echoed)."""
+    path, such as PEM, becomes ``<text>``: it is never echoed; a ``pkcs11:`` URI loses its
+    ``pin-value``)."""
     if name == STDIN:
         return "stdin"
+    if is_pkcs11_uri(name):
+        return redact_uri(name)
     return NOT_A_PATH if not_a_path(name) else name
 
 
@@ -129,7 +160,9 @@ def file_path(spec: SourceSpec) -> Path | None:
     for text that cannot be a path (see :func:`not_a_path`)."""
     if isinstance(spec, bytes | bytearray | memoryview):
         return None
-    if isinstance(spec, str) and (spec == STDIN or spec.startswith(_ENV_PREFIX) or not spec):
+    if isinstance(spec, str) and (
+        spec == STDIN or spec.startswith(_ENV_PREFIX) or not spec or is_pkcs11_uri(spec)
+    ):
         return None
     text = os.fspath(spec)
     if isinstance(text, str) and not_a_path(text):

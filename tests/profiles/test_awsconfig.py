@@ -153,13 +153,13 @@ def test_helper_password_from_environment(
 
 def test_helper_with_unsupported_flag_runs_as_subprocess(tmp_path: Path) -> None:
     command = (
-        "aws_signing_helper credential-process --certificate pkcs11:object=x "
-        "--pkcs11-lib /usr/lib/softhsm.so --trust-anchor-arn a --profile-arn b --role-arn c"
+        "aws_signing_helper credential-process --certificate /c.pem "
+        "--system-store-name MY --trust-anchor-arn a --profile-arn b --role-arn c"
     )
     env = env_for(tmp_path, f"[profile hsm]\ncredential_process = {command}\n")
     provider = credential_source_for_profile("hsm", environ=env)
     assert provider.kind == "process"
-    assert "--pkcs11-lib" in provider.description
+    assert "--system-store-name" in provider.description
 
 
 def test_helper_with_bad_arn_is_a_one_line_error(tmp_path: Path) -> None:

@@ -134,7 +134,7 @@ def test_identity_problems() -> None:
         )  # fmt: skip
     assert "--trust-anchor-arn is not a" in one_line(info.value)
     with pytest.raises(ShipConfigError, match="is not supported by this version"):
-        from_args(parser.parse_args([*base, "--pkcs11-lib", "/lib.so"]), environ=ENV)
+        from_args(parser.parse_args([*base, "--cert-selector", "{}"]), environ=ENV)
     with pytest.raises(ShipConfigError, match="both an AWS profile and a Roles Anywhere"):
         from_args(parser.parse_args([*base, "--aws-profile", "p", "--certificate", "/c"]))
     config = from_args(
