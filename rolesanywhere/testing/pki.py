@@ -28,12 +28,13 @@ from typing import TYPE_CHECKING, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12 as _pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 if TYPE_CHECKING:
     from rolesanywhere.x509.identity import Identity
+    from rolesanywhere.x509.mldsa import MLDSAPrivateKey
 
 __all__ = [
     "KEY_TYPES",
@@ -54,21 +55,12 @@ MLDSA_KEY_TYPES: tuple[str, ...] = ("ml-dsa-44", "ml-dsa-65", "ml-dsa-87")
 #: Key types the library must refuse (for negative tests).
 UNSUPPORTED_KEY_TYPES: tuple[str, ...] = ("rsa-1024", "ec-secp256k1", "ec-p224", "ed25519")
 
-PrivateKey = (
-    rsa.RSAPrivateKey
-    | ec.EllipticCurvePrivateKey
-    | ed25519.Ed25519PrivateKey
-    | mldsa.MLDSA44PrivateKey
-    | mldsa.MLDSA65PrivateKey
-    | mldsa.MLDSA87PrivateKey
-)
-_MLDSA: dict[
-    str, type[mldsa.MLDSA44PrivateKey | mldsa.MLDSA65PrivateKey | mldsa.MLDSA87PrivateKey]
-] = {
-    "ml-dsa-44": mldsa.MLDSA44PrivateKey,
-    "ml-dsa-65": mldsa.MLDSA65PrivateKey,
-    "ml-dsa-87": mldsa.MLDSA87PrivateKey,
-}
+if TYPE_CHECKING:
+    PrivateKey = (
+        rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | MLDSAPrivateKey
+    )
+else:  # the ML-DSA classes are imported when an ML-DSA key is made
+    PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
 _CURVES: dict[str, type[ec.EllipticCurve]] = {
     "ec-p256": ec.SECP256R1,
@@ -94,8 +86,10 @@ def _new_key(key_type: str) -> PrivateKey:
         return rsa.generate_private_key(public_exponent=65537, key_size=_RSA_BITS[key_type])
     if key_type in _CURVES:
         return ec.generate_private_key(_CURVES[key_type]())
-    if key_type in _MLDSA:
-        return _MLDSA[key_type].generate()
+    if key_type in MLDSA_KEY_TYPES:
+        from rolesanywhere.x509.mldsa import PRIVATE_KEY_CLASSES
+
+        return PRIVATE_KEY_CLASSES[key_type.upper()].generate()
     if key_type == "ed25519":
         return ed25519.Ed25519PrivateKey.generate()
     known = ", ".join(KEY_TYPES + MLDSA_KEY_TYPES + UNSUPPORTED_KEY_TYPES)

@@ -207,7 +207,14 @@ def _mldsa_key(der: bytes, label: str, source: str) -> PrivateKeyTypes | None:
     (the ML-DSA module is imported only when the OID is there)."""
     if _MLDSA_OID not in der[:32]:
         return None
-    from rolesanywhere.x509.mldsa import mldsa_key_from_pkcs8
+    try:
+        from rolesanywhere.x509.mldsa import mldsa_key_from_pkcs8
+    except ImportError:
+        raise UnsupportedKeyError(
+            f"private key {label} is an ML-DSA key, which this version of cryptography cannot "
+            "use: install cryptography 50 or later",
+            source=source,
+        ) from None
 
     return mldsa_key_from_pkcs8(der, label, source)
 

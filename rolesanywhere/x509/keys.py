@@ -116,10 +116,13 @@ def algorithm_for_public_key(
                 source=source,
             )
         return ALGORITHM_ECDSA
-    from rolesanywhere.x509.mldsa import parameter_set
-
-    if parameter_set(key) is not None:
-        return ALGORITHM_MLDSA
+    try:
+        from rolesanywhere.x509.mldsa import parameter_set
+    except ImportError:  # a cryptography without ML-DSA: no key is one
+        pass
+    else:
+        if parameter_set(key) is not None:
+            return ALGORITHM_MLDSA
     raise UnsupportedKeyError(
         f"{type(key).__name__.lstrip('_')} keys are not supported: use RSA (2048-4096 bits), "
         "EC (P-256, P-384, P-521) or ML-DSA (44, 65, 87)",
@@ -177,6 +180,8 @@ def verify_signature(
             from rolesanywhere.x509.mldsa import verify_mldsa
 
             return verify_mldsa(public_key, data, signature)
+    except ImportError:  # a cryptography without ML-DSA
+        return False
     except InvalidSignature:
         return False
     return False

@@ -2,7 +2,9 @@
 
 Roles Anywhere signs with pure ML-DSA over the raw string to sign and an empty context
 (``AWS4-X509-MLDSA``, PROTOCOL.md §1). cryptography builds ML-DSA private keys from their 32-byte
-seed only, and its PKCS#8 loader reads only the seed form. OpenSSL 3.5 writes two more forms
+seed only, and its PKCS#8 loader reads only the seed form. A cryptography without ML-DSA
+(older than 50, where the classes had other names) cannot import this module: callers then
+refuse ML-DSA keys with a message saying so. OpenSSL 3.5 writes two more forms
 (RFC 9881): the seed with the expanded key (its default) and the expanded key alone. This module
 reads all three with :mod:`rolesanywhere.x509.der`:
 
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PARAMETER_SETS",
+    "PRIVATE_KEY_CLASSES",
     "MLDSAPrivateKey",
     "MLDSASigningKey",
     "mldsa_key_from_fields",
@@ -41,7 +44,8 @@ __all__ = [
 
 MLDSAPrivateKey = mldsa.MLDSA44PrivateKey | mldsa.MLDSA65PrivateKey | mldsa.MLDSA87PrivateKey
 
-_PRIVATE: dict[str, type[MLDSAPrivateKey]] = {
+#: Parameter set -> cryptography's private key class.
+PRIVATE_KEY_CLASSES: dict[str, type[MLDSAPrivateKey]] = {
     "ML-DSA-44": mldsa.MLDSA44PrivateKey,
     "ML-DSA-65": mldsa.MLDSA65PrivateKey,
     "ML-DSA-87": mldsa.MLDSA87PrivateKey,
@@ -52,7 +56,7 @@ _KEY_CLASSES: tuple[tuple[str, tuple[type, ...]], ...] = (
     ("ML-DSA-87", (mldsa.MLDSA87PrivateKey, mldsa.MLDSA87PublicKey)),
 )
 #: The parameter sets, as ``read-certificate-data`` names them in ``keyType``.
-PARAMETER_SETS: tuple[str, ...] = tuple(_PRIVATE)
+PARAMETER_SETS: tuple[str, ...] = tuple(PRIVATE_KEY_CLASSES)
 
 _RHO = slice(0, 32)  # skEncode: rho (32) || K (32) || tr (64) || s1 || s2 || t0
 _TR = slice(64, 128)
@@ -126,7 +130,7 @@ def mldsa_key_from_fields(
             "Use the key file with its seed (OpenSSL 3.5 writes it by default)",
             source=source,
         )
-    key = _PRIVATE[name].from_seed_bytes(fields.seed)
+    key = PRIVATE_KEY_CLASSES[name].from_seed_bytes(fields.seed)
     if fields.expanded is not None:
         public = key.public_key().public_bytes_raw()
         expanded = fields.expanded

@@ -196,3 +196,28 @@ def test_rsa_and_ec_keys_do_not_import_the_mldsa_support() -> None:
     ).stdout
     assert "rolesanywhere.x509.mldsa" not in out.split()
     assert "rolesanywhere.x509.pbes2" not in out.split()
+
+
+def test_a_cryptography_without_mldsa_refuses_mldsa_keys_only() -> None:
+    # As with a cryptography older than 50: rolesanywhere.x509.mldsa does not import.
+    code = (
+        "import sys\n"
+        "sys.modules['rolesanywhere.x509.mldsa'] = None\n"
+        "from rolesanywhere.errors import UnsupportedKeyError\n"
+        "from rolesanywhere.testing.pki import PKI, KeyFormat\n"
+        "from rolesanywhere.x509.keyfiles import load_private_key\n"
+        "pki = PKI()\n"
+        "load_private_key(pki.leaf('ec-p384').key_bytes(), None, source='k')\n"
+        f"mldsa_key = bytes.fromhex({mk.pkcs8('ML-DSA-44', 'seed').hex()!r})\n"
+        "for data in (mldsa_key, pki.leaf('ed25519').key_bytes()):\n"
+        "    try:\n"
+        "        load_private_key(data, None, source='k')\n"
+        "    except UnsupportedKeyError as exc:\n"
+        "        print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert len(out) == 2
+    assert "ML-DSA key" in out[0] and "cryptography 50 or later" in out[0]
+    assert "Ed25519PrivateKey keys are not supported" in out[1]
