@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 import subprocess
@@ -13,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from rolesanywhere.cli.main import main
-from rolesanywhere.session.client import RolesAnywhereClient
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI, IssuedCert
 from rolesanywhere.x509.identity import Identity
 from rolesanywhere.x509.keys import ALGORITHM_MLDSA
 from tests import mldsa_keys as mk
+from tests.cli.test_main import arns
+from tests.x509.test_diagnostics import run
 
 SIGNING_FILES = [c for c in mk.ALL_FILES if c[1] in mk.SIGNING_FORMS]
 FIXED_STRING = b"AWS Roles Anywhere Credential Helper Signing Test1"
@@ -39,24 +38,6 @@ def leaves(pki: PKI) -> dict[str, IssuedCert]:
 def emulator(pki: PKI) -> Iterator[RolesAnywhereEmulator]:
     with RolesAnywhereEmulator.for_pki(pki) as emu:
         yield emu
-
-
-def run(argv: list[str]) -> tuple[int, bytes, str]:
-    raw = io.BytesIO()
-    out = io.TextIOWrapper(raw, encoding="utf-8")
-    err = io.StringIO()
-    status = main(argv, stdin=io.StringIO(""), stdout=out, stderr=err)
-    out.flush()
-    return status, raw.getvalue(), err.getvalue()
-
-
-def arns(emu: RolesAnywhereEmulator) -> list[str]:
-    return [
-        "--trust-anchor-arn", emu.trust_anchor_arn,
-        "--profile-arn", emu.profile_arn,
-        "--role-arn", emu.role_arn,
-        "--endpoint", emu.url,
-    ]  # fmt: skip
 
 
 def identity_argv(
@@ -133,13 +114,7 @@ def test_the_library_client(
     key = mk.key_file(parameter_set, "both", encrypted=True, as_pem=True)
     identity = Identity.load(leaf.cert_pem(), key, leaf.chain_pem(), mk.PASSWORD)
     assert identity.algorithm == ALGORITHM_MLDSA
-    with RolesAnywhereClient(
-        identity,
-        trust_anchor_arn=emulator.trust_anchor_arn,
-        profile_arn=emulator.profile_arn,
-        role_arn=emulator.role_arn,
-        endpoint=emulator.url,
-    ) as client:
+    with emulator.client(identity) as client:
         credentials = client.create_session()
     assert emulator.lookup(credentials.access_key_id) is not None
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
 
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
-from rolesanywhere.testing.pki import MLDSA_KEY_TYPES, PKI
+from rolesanywhere.testing.pki import PKI
 from rolesanywhere.x509.keys import ALGORITHM_ECDSA, ALGORITHM_MLDSA
 from rolesanywhere.x509.mldsa import MLDSASigningKey
 from tests.testing.test_emulator import (
@@ -22,49 +19,19 @@ from tests.testing.test_emulator import (
 )
 
 
-@pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
-def emu(rolesanywhere_emulator: RolesAnywhereEmulator) -> RolesAnywhereEmulator:
-    return rolesanywhere_emulator
-
-
-@pytest.fixture(scope="module")
-def pki(rolesanywhere_pki: PKI) -> PKI:
-    return rolesanywhere_pki
-
-
-@pytest.mark.parametrize("issuer", ["intermediate", "root"])
-@pytest.mark.parametrize("key_type", MLDSA_KEY_TYPES)
-def test_every_mldsa_key_type_gets_credentials(
-    emu: RolesAnywhereEmulator, http: httpx.Client, pki: PKI, key_type: str, issuer: str
-) -> None:
-    leaf = pki.leaf(key_type, issuer=issuer)  # type: ignore[arg-type]
-    key = MLDSASigningKey.from_private_key(leaf.private_key)
-    request = request_for(emu, identity(leaf, key=key))  # type: ignore[arg-type]
-    assert (request.header("Authorization") or "").startswith("AWS4-X509-MLDSA Credential=")
-    creds = credentials_of(send(http, request))
-    issued = emu.lookup(creds["accessKeyId"])
-    assert issued is not None and issued.certificate_serial == leaf.serial_number
-
-
 def test_mldsa_signed_by_another_key(
     emu: RolesAnywhereEmulator, http: httpx.Client, pki: PKI
 ) -> None:
     leaf = pki.leaf("ml-dsa-65")
     other = MLDSASigningKey.from_private_key(pki.leaf("ml-dsa-65").private_key)
-    response = send(http, request_for(emu, identity(leaf, key=other)))  # type: ignore[arg-type]
+    response = send(http, request_for(emu, identity(leaf, key=other)))
     assert_error(response, 403, DENIED, "Invalid signature")
 
 
 def test_mldsa_signature_altered(emu: RolesAnywhereEmulator, http: httpx.Client, pki: PKI) -> None:
     leaf = pki.leaf("ml-dsa-44")
     key = MLDSASigningKey.from_private_key(leaf.private_key)
-    request = request_for(emu, identity(leaf, key=key))  # type: ignore[arg-type]
+    request = request_for(emu, identity(leaf, key=key))
     authorization = request.header("Authorization") or ""
     altered = authorization[:-1] + ("0" if authorization[-1] != "0" else "1")
     assert_error(send(http, with_authorization(request, altered)), 403, DENIED, "Invalid signature")
@@ -75,7 +42,7 @@ def test_an_ecdsa_name_on_an_mldsa_key_is_refused(
 ) -> None:
     leaf = pki.leaf("ml-dsa-87")
     liar = MLDSASigningKey(leaf.private_key, ALGORITHM_ECDSA, "ML-DSA-87")  # type: ignore[arg-type]
-    response = send(http, request_for(emu, identity(leaf, key=liar)))  # type: ignore[arg-type]
+    response = send(http, request_for(emu, identity(leaf, key=liar)))
     assert_error(
         response,
         403,
@@ -110,4 +77,4 @@ def test_an_mldsa_ca_can_issue_mldsa_leaves() -> None:
     leaf.certificate.verify_directly_issued_by(pki.intermediate.certificate)
     with RolesAnywhereEmulator.for_pki(pki) as emu, httpx.Client(timeout=10) as http:
         key = MLDSASigningKey.from_private_key(leaf.private_key)
-        credentials_of(send(http, request_for(emu, identity(leaf, key=key))))  # type: ignore[arg-type]
+        credentials_of(send(http, request_for(emu, identity(leaf, key=key))))

@@ -28,6 +28,13 @@ from tests import mldsa_keys as mk
 SIGNING_FILES = [c for c in mk.ALL_FILES if c[1] in mk.SIGNING_FORMS]
 
 
+def python_output(code: str) -> str:
+    """What ``code`` prints, run in a fresh interpreter (a clean ``sys.modules``)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+
+
 @pytest.mark.parametrize("parameter_set", mk.PARAMETER_SETS)
 def test_the_stored_vectors_agree_with_cryptography(parameter_set: str) -> None:
     # The expanded keys were made by another FIPS 204 implementation: same seed, same key.
@@ -191,9 +198,7 @@ def test_rsa_and_ec_keys_do_not_import_the_mldsa_support() -> None:
         "    load_private_key(leaf.key_bytes(fmt, pw), pw, source='k')\n"
         "print(' '.join(m for m in sys.modules if m.startswith('rolesanywhere')))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
+    out = python_output(code)
     assert "rolesanywhere.x509.mldsa" not in out.split()
     assert "rolesanywhere.x509.pbes2" not in out.split()
 
@@ -215,9 +220,7 @@ def test_a_cryptography_without_mldsa_refuses_mldsa_keys_only() -> None:
         "    except UnsupportedKeyError as exc:\n"
         "        print(exc)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.splitlines()
+    out = python_output(code).splitlines()
     assert len(out) == 2
     assert "ML-DSA key" in out[0] and "cryptography 50 or later" in out[0]
     assert "Ed25519PrivateKey keys are not supported" in out[1]
