@@ -141,13 +141,13 @@ def _add_read_certificate_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_demo_flags(parser: argparse.ArgumentParser) -> None:
-    from rolesanywhere.testing.pki import KEY_TYPES
+    from rolesanywhere.testing.pki import KEY_TYPES, MLDSA_KEY_TYPES
 
     parser.add_argument(
         "--key-type",
         default="ec-p256",
-        choices=KEY_TYPES,
-        help=f"leaf key type: {', '.join(KEY_TYPES)} (default ec-p256)",
+        choices=KEY_TYPES + MLDSA_KEY_TYPES,
+        help=f"leaf key type: {', '.join(KEY_TYPES + MLDSA_KEY_TYPES)} (default ec-p256)",
     )
 
 
@@ -487,9 +487,12 @@ def _sign_string(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr
 
     key = _signing_key(args, stdin, stderr)
     if args.debug:
+        mldsa = key.algorithm.endswith("-MLDSA")  # pure ML-DSA: no suffix, no digest
         print(
-            'signing "AWS Roles Anywhere Credential Helper Signing Test" || "1" || '
-            f'SHA256("IAM RA" || public key) with {key.algorithm}, digest {args.digest}',
+            'signing "AWS Roles Anywhere Credential Helper Signing Test" || "1"'
+            + ("" if mldsa else ' || SHA256("IAM RA" || public key)')
+            + f" with {key.algorithm}"
+            + ("" if mldsa else f", digest {args.digest}"),
             file=stderr,
         )
     output = format_signature(sign_fixed_string(key, args.digest), args.format)

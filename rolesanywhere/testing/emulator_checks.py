@@ -26,6 +26,7 @@ from rolesanywhere.testing._server import authorization_parameters, clock_skew_e
 from rolesanywhere.testing.emulator_records import RecordedRequest
 from rolesanywhere.x509.keys import (
     ALGORITHM_ECDSA,
+    ALGORITHM_MLDSA,
     ALGORITHM_RSA,
     algorithm_for_public_key,
     verify_signature,
@@ -55,7 +56,7 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 MIN_DURATION = 900
 MAX_DURATION = 43200
 MAX_CHAIN_DEPTH = 5
-_ALGORITHMS = frozenset({ALGORITHM_RSA, ALGORITHM_ECDSA})
+_ALGORITHMS = frozenset({ALGORITHM_RSA, ALGORITHM_ECDSA, ALGORITHM_MLDSA})
 _AMZ_DATE = re.compile(r"\d{8}T\d{6}Z", re.ASCII)
 _SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 

@@ -6,7 +6,9 @@ chosen ciphers/PRFs, scrypt, PBES1) are made with the ``openssl`` CLI; check
 :func:`openssl_available` / :attr:`KeyFormat.needs_openssl` before using them.
 
 RSA key generation is slow, so RSA private keys are cached per ``(key_type, slot)`` for the
-whole process; EC and Ed25519 keys are cheap and fresh unless a slot is asked for.
+whole process; EC, ML-DSA and Ed25519 keys are cheap and fresh unless a slot is asked for.
+ML-DSA keys (:data:`MLDSA_KEY_TYPES`) are written as PKCS#8 in their seed form (plain or
+encrypted), the one form cryptography writes.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 if TYPE_CHECKING:
     from rolesanywhere.x509.identity import Identity
+    from rolesanywhere.x509.mldsa import MLDSAPrivateKey
 
 __all__ = [
     "KEY_TYPES",
+    "MLDSA_KEY_TYPES",
     "PKI",
     "UNSUPPORTED_KEY_TYPES",
     "IssuedCert",
@@ -46,10 +50,17 @@ __all__ = [
 
 #: Key types Roles Anywhere accepts.
 KEY_TYPES: tuple[str, ...] = ("rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384", "ec-p521")
+#: ML-DSA key types Roles Anywhere accepts (kept apart: fewer formats apply to them).
+MLDSA_KEY_TYPES: tuple[str, ...] = ("ml-dsa-44", "ml-dsa-65", "ml-dsa-87")
 #: Key types the library must refuse (for negative tests).
 UNSUPPORTED_KEY_TYPES: tuple[str, ...] = ("rsa-1024", "ec-secp256k1", "ec-p224", "ed25519")
 
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+if TYPE_CHECKING:
+    PrivateKey = (
+        rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | MLDSAPrivateKey
+    )
+else:  # the ML-DSA classes are imported when an ML-DSA key is made
+    PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
 _CURVES: dict[str, type[ec.EllipticCurve]] = {
     "ec-p256": ec.SECP256R1,
@@ -75,9 +86,13 @@ def _new_key(key_type: str) -> PrivateKey:
         return rsa.generate_private_key(public_exponent=65537, key_size=_RSA_BITS[key_type])
     if key_type in _CURVES:
         return ec.generate_private_key(_CURVES[key_type]())
+    if key_type in MLDSA_KEY_TYPES:
+        from rolesanywhere.x509.mldsa import PRIVATE_KEY_CLASSES
+
+        return PRIVATE_KEY_CLASSES[key_type.upper()].generate()
     if key_type == "ed25519":
         return ed25519.Ed25519PrivateKey.generate()
-    known = ", ".join(KEY_TYPES + UNSUPPORTED_KEY_TYPES)
+    known = ", ".join(KEY_TYPES + MLDSA_KEY_TYPES + UNSUPPORTED_KEY_TYPES)
     raise ValueError(f"unknown key type {key_type!r}: use one of {known}")
 
 
@@ -148,8 +163,8 @@ class KeyFormat(enum.Enum):
         if self in (KeyFormat.SEC1_PEM, KeyFormat.SEC1_DER):
             return key_type.startswith("ec-")
         if self is KeyFormat.TRADITIONAL_ENCRYPTED_PEM:
-            return not key_type.startswith("ed")
-        return True
+            return not key_type.startswith(("ed", "ml-dsa"))
+        return not (key_type.startswith("ml-dsa") and self.needs_openssl)
 
     @classmethod
     def for_key_type(cls, key_type: str, *, include_openssl: bool = True) -> list[KeyFormat]:
@@ -311,8 +326,13 @@ class IssuedCert:
                 .hmac_hash(mac)
                 .build(password)
             )
+        key = self.private_key
+        if not isinstance(
+            key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+        ):
+            raise ValueError("cryptography writes no PKCS#12 file for an ML-DSA key")
         return _pkcs12.serialize_key_and_certificates(
-            friendly_name, self.private_key, self.certificate, list(chain) or None, encryption
+            friendly_name, key, self.certificate, list(chain) or None, encryption
         )
 
     def openssl_pkcs12(
@@ -392,7 +412,7 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _sign_hash(key: PrivateKey, name: HashName) -> hashes.HashAlgorithm | None:
-    if isinstance(key, ed25519.Ed25519PrivateKey):
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         return None
     return _HASHES[name]()
 

@@ -20,12 +20,15 @@ __all__ = [
     "CertificateFields",
     "ECPrivateKeyFields",
     "ECPublicKeyFields",
+    "MLDSAPrivateKeyFields",
     "PrivateKeyFields",
     "PrivateKeyFormat",
     "PublicKeyFields",
     "RSAPrivateKeyFields",
     "RSAPublicKeyFields",
     "parse_certificate",
+    "parse_mldsa_private_key",
+    "parse_mldsa_public_key",
     "parse_private_key",
     "parse_public_key",
 ]
@@ -39,6 +42,7 @@ _GENERALIZED_TIME = 0x18
 _SEQUENCE = 0x30
 _EXPLICIT_0 = 0xA0  # [0] EXPLICIT, constructed
 _EXPLICIT_1 = 0xA1  # [1] EXPLICIT, constructed
+_IMPLICIT_0 = 0x80  # [0] IMPLICIT, primitive
 _VERSION = _EXPLICIT_0
 _MAX_LENGTH_BYTES = 4
 _NULL_ELEMENT = b"\x05\x00"
@@ -52,6 +56,13 @@ _CURVES: dict[bytes, tuple[str, int]] = {
     bytes.fromhex("2b81040022"): ("secp384r1", 48),  # 1.3.132.0.34, P-384
     bytes.fromhex("2b81040023"): ("secp521r1", 66),  # 1.3.132.0.35, P-521
 }
+#: ML-DSA OID (2.16.840.1.101.3.4.3.17-19) -> (parameter set, bytes of the expanded key).
+_MLDSA: dict[bytes, tuple[str, int]] = {
+    bytes.fromhex("608648016503040311"): ("ML-DSA-44", 2560),
+    bytes.fromhex("608648016503040312"): ("ML-DSA-65", 4032),
+    bytes.fromhex("608648016503040313"): ("ML-DSA-87", 4896),
+}
+_MLDSA_SEED_BYTES = 32
 
 #: How a private key is wrapped: PKCS#8 ``PRIVATE KEY``, PKCS#1 ``RSA PRIVATE KEY`` or SEC1
 #: ``EC PRIVATE KEY``.
@@ -136,6 +147,23 @@ class ECPublicKeyFields(Value):
 
     def __init__(self, curve: str, point: bytes) -> None:
         super().__init__(curve, point)
+
+
+class MLDSAPrivateKeyFields(Value):
+    """An ML-DSA private key (PKCS#8, RFC 9881): its seed, its expanded form, or both."""
+
+    __slots__ = ("parameter_set", "seed", "expanded")
+    _hidden = frozenset({"seed", "expanded"})
+
+    #: ``ML-DSA-44``, ``ML-DSA-65`` or ``ML-DSA-87``.
+    parameter_set: str
+    #: The 32-byte seed ``ξ`` the key is generated from, when the file holds it.
+    seed: bytes | None
+    #: The expanded private key (FIPS 204 ``skEncode``), when the file holds it.
+    expanded: bytes | None
+
+    def __init__(self, parameter_set: str, seed: bytes | None, expanded: bytes | None) -> None:
+        super().__init__(parameter_set, seed, expanded)
 
 
 PrivateKeyFields = RSAPrivateKeyFields | ECPrivateKeyFields
@@ -437,3 +465,73 @@ def parse_public_key(spki: bytes, *, source: str = "<public key>") -> PublicKeyF
     if pos != stop:
         raise _fail("unexpected RSAPublicKey fields", source)
     return RSAPublicKeyFields(n, e)
+
+
+def _mldsa_choice(
+    data: bytes, start: int, end: int, name: str, size: int, source: str
+) -> MLDSAPrivateKeyFields:
+    """ML-DSA-PrivateKey ::= CHOICE { seed [0] IMPLICIT OCTET STRING (32), expandedKey OCTET
+    STRING, both SEQUENCE { seed OCTET STRING, expandedKey OCTET STRING } }."""
+    tag, content_start, content_end = _element(data, start, end, source)
+    if content_end != end:
+        raise _fail("data after the ML-DSA private key", source)
+    seed = expanded = None
+    if tag == _IMPLICIT_0:
+        seed = data[content_start:content_end]
+    elif tag == _OCTET_STRING:
+        expanded = data[content_start:content_end]
+    elif tag == _SEQUENCE:
+        seed_start, pos = _expect(data, content_start, content_end, _OCTET_STRING, "a seed", source)
+        seed = data[seed_start:pos]
+        key_start, key_end = _exactly(
+            data, pos, content_end, _OCTET_STRING, "an expanded key", source
+        )
+        expanded = data[key_start:key_end]
+    else:
+        raise _fail("unknown ML-DSA private key form", source)
+    if seed is not None and len(seed) != _MLDSA_SEED_BYTES:
+        raise _fail("ML-DSA seed of the wrong size", source)
+    if expanded is not None and len(expanded) != size:
+        raise _fail(f"{name} expanded key of the wrong size", source)
+    return MLDSAPrivateKeyFields(name, seed, expanded)
+
+
+def parse_mldsa_private_key(
+    der: bytes, *, source: str = "<private key>"
+) -> MLDSAPrivateKeyFields | None:
+    """The ML-DSA key of an unencrypted PKCS#8 ``PrivateKeyInfo`` (version 0, no attributes)
+    that fills ``der``, in any of the three forms OpenSSL writes; ``None`` when the key is of
+    another algorithm (or ``der`` is no PKCS#8), :class:`SourceError` when it is a malformed
+    ML-DSA key."""
+    data = bytes(der)
+    try:
+        pos, stop = _exactly(data, 0, len(data), _SEQUENCE, "a PrivateKeyInfo", source)
+        version, pos = _unsigned(data, pos, stop, source)
+        alg_start, alg_end = _expect(data, pos, stop, _SEQUENCE, "an AlgorithmIdentifier", source)
+        algorithm = _oid(data, alg_start, alg_end, source)
+    except SourceError:
+        return None
+    if algorithm not in _MLDSA:
+        return None
+    name, size = _MLDSA[algorithm]
+    if version != 0:
+        raise _fail("unsupported PrivateKeyInfo version", source)
+    key_start, key_end = _expect(data, alg_end, stop, _OCTET_STRING, "an OCTET STRING", source)
+    if key_end != stop:
+        raise _fail("PrivateKeyInfo attributes", source)
+    return _mldsa_choice(data, key_start, key_end, name, size, source)
+
+
+def parse_mldsa_public_key(spki: bytes, *, source: str = "<public key>") -> str | None:
+    """The parameter set (``ML-DSA-44``…) of an ML-DSA SubjectPublicKeyInfo that fills ``spki``
+    exactly; ``None`` for another algorithm or a malformed structure."""
+    data = bytes(spki)
+    try:
+        pos, stop = _exactly(data, 0, len(data), _SEQUENCE, "a SubjectPublicKeyInfo", source)
+        alg_start, alg_end = _expect(data, pos, stop, _SEQUENCE, "an AlgorithmIdentifier", source)
+        algorithm = _oid(data, alg_start, alg_end, source)
+        _bit_string_bytes(data, alg_end, stop, source)
+    except SourceError:
+        return None
+    found = _MLDSA.get(algorithm)
+    return None if found is None else found[0]

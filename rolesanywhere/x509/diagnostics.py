@@ -7,7 +7,9 @@ made here can be checked against the certificate by anyone::
     "AWS Roles Anywhere Credential Helper Signing Test" || "1" || SHA256("IAM RA" || public key)
 
 where the public key is the uncompressed point of an EC key, or the PKCS#1 ``RSAPublicKey`` DER
-of an RSA key, and the SHA-256 is the raw 32-byte digest.
+of an RSA key, and the SHA-256 is the raw 32-byte digest. An ML-DSA key signs the string without
+that suffix (as the Go helper does for keys other than RSA and EC), with pure ML-DSA: ``--digest``
+does not apply to it.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from rolesanywhere.x509.der import (
     CertificateFields,
     ECPublicKeyFields,
     RSAPublicKeyFields,
+    parse_mldsa_public_key,
     parse_public_key,
 )
-from rolesanywhere.x509.keys import SigningKey, SoftwareSigningKey
+from rolesanywhere.x509.keys import ALGORITHM_MLDSA, SigningKey, SoftwareSigningKey
 
 __all__ = [
     "DIGESTS",
@@ -69,17 +72,19 @@ def _public_key_bytes(key: SigningKey) -> bytes:
 
 def fixed_string_to_sign(key: SigningKey) -> bytes:
     """The test string ``sign-string`` signs for ``key`` (see the module's docstring)."""
+    if key.algorithm == ALGORITHM_MLDSA:
+        return _TEST_STRING + _TEST_VERSION
     suffix = hashlib.sha256(b"IAM RA" + _public_key_bytes(key)).digest()
     return _TEST_STRING + _TEST_VERSION + suffix
 
 
 def sign_fixed_string(key: SigningKey, digest: Digest = "SHA256") -> bytes:
     """The signature of :func:`fixed_string_to_sign` with ``digest``: PKCS#1 v1.5 for RSA,
-    DER-encoded ECDSA for EC, as the Go helper makes it."""
+    DER-encoded ECDSA for EC, as the Go helper makes it; pure ML-DSA (no digest) for ML-DSA."""
     if digest not in _HASHES:
         raise ValueError(f"digest must be one of {', '.join(DIGESTS)}, not {digest!r}")
     data = fixed_string_to_sign(key)
-    if digest == "SHA256":
+    if digest == "SHA256" or key.algorithm == ALGORITHM_MLDSA:
         return key.sign(data)
     if not isinstance(key, SoftwareSigningKey):
         raise UnsupportedKeyError(f"this key signs with SHA256 only, not {digest}")
@@ -107,7 +112,13 @@ def certificate_data_json(der: bytes, fields: CertificateFields, *, source: str)
 
     {"keyType":"EC","certificateData":"<base64 DER>","serialNumber":"<decimal>",
      "supportedAlgorithms":["ECSHA256","ECSHA384","ECSHA512"]}
+
+    An ML-DSA key gives ``"keyType":"ML-DSA-65"`` (its parameter set), and that name again as
+    its one supported algorithm.
     """
+    parameter_set = parse_mldsa_public_key(fields.spki, source=source)
+    if parameter_set is not None:
+        return _certificate_json(der, fields, parameter_set, [parameter_set])
     key = parse_public_key(fields.spki, source=source)
     if isinstance(key, RSAPublicKeyFields):
         key_type = "RSA"
@@ -115,11 +126,19 @@ def certificate_data_json(der: bytes, fields: CertificateFields, *, source: str)
         assert isinstance(key, ECPublicKeyFields)
         key_type = "EC"
     prefix = "RSASHA" if key_type == "RSA" else "ECSHA"
+    return _certificate_json(
+        der, fields, key_type, [prefix + bits for bits in ("256", "384", "512")]
+    )
+
+
+def _certificate_json(
+    der: bytes, fields: CertificateFields, key_type: str, algorithms: list[str]
+) -> str:
     return go_json(
         {
             "keyType": key_type,
             "certificateData": base64.b64encode(der).decode(),
             "serialNumber": str(fields.serial_number),
-            "supportedAlgorithms": [prefix + bits for bits in ("256", "384", "512")],
+            "supportedAlgorithms": algorithms,
         }
     )

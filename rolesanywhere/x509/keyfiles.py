@@ -1,6 +1,6 @@
 """Private keys from their file formats: PKCS#1, SEC1 and PKCS#8 (plain or encrypted), PEM or
-DER, and legacy encrypted PEM. :func:`load_private_key` returns a
-:class:`~rolesanywhere.x509.keys.SigningKey`; every failure is an
+DER, and legacy encrypted PEM; RSA, EC and ML-DSA (:mod:`~rolesanywhere.x509.mldsa`).
+:func:`load_private_key` returns a :class:`~rolesanywhere.x509.keys.SigningKey`; every failure is an
 :class:`~rolesanywhere.errors.IdentityError` naming the source, never the key or password."""
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from rolesanywhere.errors import (
 )
 from rolesanywhere.x509 import der as _derlib
 from rolesanywhere.x509.keys import (
+    ALGORITHM_MLDSA,
     SigningKey,
     SoftwareSigningKey,
+    algorithm_for_public_key,
     private_key_from_fields,
     rsa_key_consistent,
 )
@@ -36,6 +38,7 @@ from rolesanywhere.x509.pem import (
     is_pem,
     is_pkcs12,
     pem_blocks,
+    pem_der,
 )
 from rolesanywhere.x509.sources import SourceSpec, describe, guard, read_source
 
@@ -92,9 +95,13 @@ def password_bytes(password: Password) -> bytes | None:
     return password.encode("utf-8")
 
 
-def signing_key(key: Any, label: str, source: str) -> SoftwareSigningKey:
+def signing_key(key: Any, label: str, source: str) -> SigningKey:
     try:
-        return SoftwareSigningKey.from_private_key(key, source=source)
+        if isinstance(key, _FastKey) or algorithm_for_public_key(key) != ALGORITHM_MLDSA:
+            return SoftwareSigningKey.from_private_key(key, source=source)
+        from rolesanywhere.x509.mldsa import MLDSASigningKey
+
+        return MLDSASigningKey.from_private_key(key, source=source)
     except UnsupportedKeyError as exc:
         raise UnsupportedKeyError(f"private key {label}: {exc}", source=source) from None
 
@@ -143,6 +150,11 @@ def _decrypt_key(
             source=source,
         ) from None
     except ValueError as exc:
+        if encrypted and password is not None:
+            # cryptography reads ML-DSA keys in their seed form only: try the other forms.
+            key = _encrypted_mldsa_key(data, pem, password, label, source)
+            if key is not None:
+                return key
         if encrypted or "password" in str(exc).lower():
             raise wrong from None
         raise SourceError(_NO_KEY.format(src=label), source=source) from None
@@ -191,6 +203,42 @@ def _fast_pem_key(block: PemBlock) -> _FastKey | None:
     return _fast_der_key(der, key_format)
 
 
+#: The DER of an ML-DSA OID (2.16.840.1.101.3.4.3.17-19) without its last byte.
+_MLDSA_OID = bytes.fromhex("06096086480165030403")
+
+
+def _mldsa_key(der: bytes, label: str, source: str) -> PrivateKeyTypes | None:
+    """The key of an unencrypted ML-DSA PKCS#8 ``der`` in any of its three forms, else ``None``
+    (the ML-DSA module is imported only when the OID is there)."""
+    if _MLDSA_OID not in der[:32]:
+        return None
+    try:
+        from rolesanywhere.x509.mldsa import mldsa_key_from_pkcs8
+    except ImportError:
+        raise UnsupportedKeyError(
+            f"private key {label} is an ML-DSA key, which this version of cryptography cannot "
+            "use: install cryptography 50 or later",
+            source=source,
+        ) from None
+
+    return mldsa_key_from_pkcs8(der, label, source)
+
+
+def _encrypted_mldsa_key(
+    data: bytes, pem: bool, password: bytes, label: str, source: str
+) -> PrivateKeyTypes | None:
+    from rolesanywhere.x509.pbes2 import decrypt_pkcs8
+
+    der = pem_der(pem_blocks(data)[0].body) if pem else data
+    if der is None:
+        return None
+    try:
+        plain = decrypt_pkcs8(der, password, source=source)
+    except SourceError:
+        return None
+    return None if plain is None else _mldsa_key(plain, label, source)
+
+
 def _check_dek_info(body: bytes, label: str, source: str) -> None:
     match = _DEK_INFO.search(body)
     size = _DEK_IV_BYTES.get(match.group(1).upper()) if match else None
@@ -230,6 +278,9 @@ def _parse_private_key(data: bytes, password: bytes | None, source: str) -> Priv
         encrypted = legacy or block.label == "ENCRYPTED PRIVATE KEY"
         if not encrypted and (key := _fast_pem_key(block)) is not None:
             return key
+        der = pem_der(block.body) if block.label == "PRIVATE KEY" else None
+        if der is not None and (mldsa_key := _mldsa_key(der, label, source)) is not None:
+            return mldsa_key
         return _decrypt_key(block.text, True, encrypted, password, label, source)
     if is_pkcs12(data):
         raise SourceError(
@@ -245,6 +296,8 @@ def _parse_private_key(data: bytes, password: bytes | None, source: str) -> Priv
         )
     if not encrypted and (key := _fast_der_key(data)) is not None:
         return key
+    if not encrypted and (mldsa_key := _mldsa_key(data, label, source)) is not None:
+        return mldsa_key
     return _decrypt_key(data, False, encrypted, password, label, source)
 
 
@@ -270,7 +323,8 @@ def _looks_like_certificate(data: bytes) -> bool:
 
 
 def load_private_key(data: bytes, password: Password, *, source: str) -> SigningKey:
-    """A signing key from PKCS#1, SEC1 or PKCS#8 (PEM or DER, PKCS#8 possibly encrypted).
+    """A signing key from PKCS#1, SEC1 or PKCS#8 (PEM or DER, PKCS#8 possibly encrypted);
+    an ML-DSA key in any of the PKCS#8 forms OpenSSL writes (see :mod:`~rolesanywhere.x509.mldsa`).
 
     A PEM file may hold other blocks (certificates) too. A password given for an unencrypted
     key is ignored.

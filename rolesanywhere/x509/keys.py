@@ -2,7 +2,8 @@
 
 Request building only needs two things from a key: the Roles Anywhere algorithm name and a
 ``sign(string_to_sign) -> signature`` call. Software keys (RSA, EC) live here; hardware tokens
-(PKCS#11) and ML-DSA plug in later by implementing :class:`SigningKey`.
+(PKCS#11) plug in by implementing :class:`SigningKey`; ML-DSA keys live in
+:mod:`rolesanywhere.x509.mldsa`, imported only when one is met.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALGORITHM_ECDSA",
+    "ALGORITHM_MLDSA",
     "ALGORITHM_RSA",
     "SUPPORTED_CURVES",
     "SigningKey",
@@ -39,6 +41,8 @@ __all__ = [
 
 ALGORITHM_RSA = "AWS4-X509-RSA-SHA256"
 ALGORITHM_ECDSA = "AWS4-X509-ECDSA-SHA256"
+#: Pure ML-DSA (44, 65 or 87) over the raw string to sign, empty context.
+ALGORITHM_MLDSA = "AWS4-X509-MLDSA"
 
 #: EC curves Roles Anywhere accepts.
 SUPPORTED_CURVES: frozenset[str] = frozenset({"secp256r1", "secp384r1", "secp521r1"})
@@ -112,9 +116,16 @@ def algorithm_for_public_key(
                 source=source,
             )
         return ALGORITHM_ECDSA
+    try:
+        from rolesanywhere.x509.mldsa import parameter_set
+    except ImportError:  # a cryptography without ML-DSA: no key is one
+        pass
+    else:
+        if parameter_set(key) is not None:
+            return ALGORITHM_MLDSA
     raise UnsupportedKeyError(
-        f"{type(key).__name__.lstrip('_')} keys are not supported: use RSA (2048-4096 bits) "
-        "or EC (P-256, P-384, P-521)",
+        f"{type(key).__name__.lstrip('_')} keys are not supported: use RSA (2048-4096 bits), "
+        "EC (P-256, P-384, P-521) or ML-DSA (44, 65, 87)",
         source=source,
     )
 
@@ -165,6 +176,12 @@ def verify_signature(
         if algorithm == ALGORITHM_ECDSA and isinstance(public_key, ec.EllipticCurvePublicKey):
             public_key.verify(signature, data, _ECDSA)
             return True
+        if algorithm == ALGORITHM_MLDSA:
+            from rolesanywhere.x509.mldsa import verify_mldsa
+
+            return verify_mldsa(public_key, data, signature)
+    except ImportError:  # a cryptography without ML-DSA
+        return False
     except InvalidSignature:
         return False
     return False

@@ -44,3 +44,10 @@ def test_demo_runs_the_whole_flow_and_redacts(monkeypatch: pytest.MonkeyPatch) -
         assert creds.secret_access_key not in text
         assert creds.session_token not in text
     assert "PRIVATE KEY" not in text
+
+
+def test_demo_with_an_mldsa_key() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["demo", "--key-type", "ml-dsa-65"], stdout=out, stderr=err) == 0, err.getvalue()
+    assert "client certificate (ml-dsa-65" in out.getvalue()
+    assert "7. Verified" in out.getvalue()

@@ -8,7 +8,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,9 +28,10 @@ from rolesanywhere.session.protocol import (
 )
 from rolesanywhere.sigv4 import canonical as sigv4
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
-from rolesanywhere.testing.pki import KEY_TYPES, PKI, IssuedCert
+from rolesanywhere.testing.pki import KEY_TYPES, MLDSA_KEY_TYPES, PKI, IssuedCert
+from rolesanywhere.x509 import keyfiles
 from rolesanywhere.x509.identity import Identity
-from rolesanywhere.x509.keys import ALGORITHM_ECDSA, ALGORITHM_RSA, SoftwareSigningKey
+from rolesanywhere.x509.keys import ALGORITHM_ECDSA, ALGORITHM_RSA, SigningKey, SoftwareSigningKey
 
 DENIED = "AccessDeniedException"
 INVALID = "ValidationException"
@@ -40,10 +41,8 @@ NOT_FOUND = "ResourceNotFoundException"
 # --- helpers --------------------------------------------------------------------------------------
 
 
-def identity(
-    cert: IssuedCert, *, chain: bool = True, key: SoftwareSigningKey | None = None
-) -> Identity:
-    signing_key = key or SoftwareSigningKey.from_private_key(cert.private_key)
+def identity(cert: IssuedCert, *, chain: bool = True, key: SigningKey | None = None) -> Identity:
+    signing_key = key or keyfiles.signing_key(cert.private_key, "leaf", "leaf")
     return Identity(cert.certificate, signing_key, cert.chain if chain else ())
 
 
@@ -135,27 +134,11 @@ def with_authorization(request: SignedRequest, authorization: str) -> HttpReques
     return HttpRequest(request.method, request.url, headers, request.body)
 
 
-@pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
-def emu(rolesanywhere_emulator: RolesAnywhereEmulator) -> RolesAnywhereEmulator:
-    return rolesanywhere_emulator
-
-
-@pytest.fixture(scope="module")
-def pki(rolesanywhere_pki: PKI) -> PKI:
-    return rolesanywhere_pki
-
-
 # --- success --------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("issuer", ["intermediate", "root"])
-@pytest.mark.parametrize("key_type", KEY_TYPES)
+@pytest.mark.parametrize("key_type", KEY_TYPES + MLDSA_KEY_TYPES)
 def test_every_key_type_gets_credentials(
     emu: RolesAnywhereEmulator, http: httpx.Client, pki: PKI, key_type: str, issuer: str
 ) -> None:

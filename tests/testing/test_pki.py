@@ -17,6 +17,7 @@ from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store
 
 from rolesanywhere.testing.pki import (
     KEY_TYPES,
+    MLDSA_KEY_TYPES,
     PKI,
     UNSUPPORTED_KEY_TYPES,
     IssuedCert,
@@ -309,3 +310,29 @@ def test_write_refuses_a_format_the_key_cannot_take_before_writing(
     cert, key = rsa_leaf.write(tmp_path / "out", "client", key_format=KeyFormat.PKCS1_PEM)
     assert key.read_bytes().startswith(b"-----BEGIN RSA PRIVATE KEY")
     assert cert.read_bytes() == rsa_leaf.cert_pem()
+
+
+# --- ML-DSA -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key_type", MLDSA_KEY_TYPES)
+def test_mldsa_leaves_in_the_formats_cryptography_writes(pki: PKI, key_type: str) -> None:
+    from rolesanywhere.x509.keyfiles import load_private_key
+
+    leaf = pki.leaf(key_type)
+    assert (
+        type(leaf.certificate.public_key()).__name__ == type(leaf.private_key.public_key()).__name__
+    )
+    formats = KeyFormat.for_key_type(key_type)
+    assert set(formats) == {
+        KeyFormat.PKCS8_PEM,
+        KeyFormat.PKCS8_DER,
+        KeyFormat.PKCS8_ENCRYPTED_PEM,
+        KeyFormat.PKCS8_ENCRYPTED_DER,
+    }
+    for fmt in formats:
+        password = PASSWORD if fmt.encrypted else None
+        key = load_private_key(leaf.key_bytes(fmt, password), password, source="k")
+        assert key.public_key() == leaf.private_key.public_key()
+    with pytest.raises(ValueError, match="ML-DSA"):
+        leaf.pkcs12(PASSWORD)
