@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 # holds internal errors, such as the transport's and the command line's: those are not exported)
 from rolesanywhere import errors as _errors
 
+# The one version source: pyproject.toml reads this literal ([tool.setuptools.dynamic]).
 __version__ = "0.1.0"
 
 #: The user-facing names and the module each is imported from on first use. Protocol pieces
