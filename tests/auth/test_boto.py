@@ -35,7 +35,6 @@ from rolesanywhere.auth.boto import (
 from rolesanywhere.errors import InvalidParameterError
 from rolesanywhere.retry import RetryPolicy
 from rolesanywhere.session.refresh import RefreshingCredentials
-from rolesanywhere.testing import emulator as emulator_module
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.osis import OsisEmulator
 from rolesanywhere.testing.pki import PKI
@@ -70,16 +69,6 @@ def options(emu: RolesAnywhereEmulator, **extra: Any) -> dict[str, Any]:
 @pytest.fixture
 def identity(rolesanywhere_pki: PKI) -> rolesanywhere.Identity:
     return rolesanywhere_pki.leaf("ec-p256").identity()
-
-
-@pytest.fixture
-def clock(
-    rolesanywhere_emulator: RolesAnywhereEmulator, monkeypatch: pytest.MonkeyPatch
-) -> FakeClock:
-    monkeypatch.setattr(emulator_module, "MAX_CLOCK_SKEW", timedelta(days=2))
-    fake = FakeClock(datetime.now(UTC))
-    rolesanywhere_emulator.clock = fake
-    return fake
 
 
 @pytest.fixture
