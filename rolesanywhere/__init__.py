@@ -19,6 +19,13 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rolesanywhere.auth.boto import (
+        attach,
+        boto3_session,
+        botocore_credentials,
+        botocore_session,
+        credential_provider,
+    )
     from rolesanywhere.auth.sigv4auth import SigV4Auth
     from rolesanywhere.credentials import Credentials
     from rolesanywhere.errors import (
@@ -71,6 +78,11 @@ __version__ = "0.1.0"
 #: (ARNs, the CreateSession request and response, the SigV4 signer, the tailer) live in their
 #: subpackages: rolesanywhere.session, rolesanywhere.sigv4, rolesanywhere.ship, ...
 _EXPORTS: dict[str, str] = {
+    "attach": "auth.boto",
+    "boto3_session": "auth.boto",
+    "botocore_credentials": "auth.boto",
+    "botocore_session": "auth.boto",
+    "credential_provider": "auth.boto",
     "SigV4Auth": "auth.sigv4auth",
     "Credentials": "credentials",
     "RetryPolicy": "retry",
@@ -130,6 +142,11 @@ __all__ = [
     "UnsupportedKeyError",
     "WrongPasswordError",
     "__version__",
+    "attach",
+    "boto3_session",
+    "botocore_credentials",
+    "botocore_session",
+    "credential_provider",
 ]
 _EXPORTS.update((name, "errors") for name in __all__ if hasattr(_errors, name))
 

@@ -12,7 +12,6 @@ import concurrent.futures
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -20,7 +19,6 @@ import pytest
 from rolesanywhere.auth.sigv4auth import SigV4Auth
 from rolesanywhere.retry import RetryPolicy
 from rolesanywhere.session.refresh import RefreshingCredentials
-from rolesanywhere.testing import emulator as emulator_module
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI
 from tests.session.test_refresh import FakeClock
@@ -49,16 +47,6 @@ class Recorder:
 
     async def handle_async(self, request: httpx.Request) -> httpx.Response:
         return self(request)
-
-
-@pytest.fixture
-def clock(
-    rolesanywhere_emulator: RolesAnywhereEmulator, monkeypatch: pytest.MonkeyPatch
-) -> FakeClock:
-    monkeypatch.setattr(emulator_module, "MAX_CLOCK_SKEW", timedelta(days=2))
-    fake = FakeClock(datetime.now(UTC))
-    rolesanywhere_emulator.clock = fake
-    return fake
 
 
 @pytest.fixture
