@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests lint typecheck bench``."""
+"""Developer sessions: ``nox -s tests lint typecheck bench docs``."""
 
 from __future__ import annotations
 
@@ -31,3 +31,9 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     session.install("-e", ".[test,bench]")
     session.run("python", "benchmarks/run_all.py")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", "-d", str(session.create_tmp() + "/site"))

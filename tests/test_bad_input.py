@@ -36,6 +36,7 @@ from rolesanywhere.testing.pki import PKI, KeyFormat
 from rolesanywhere.x509 import sources
 from rolesanywhere.x509.identity import Identity
 from tests.faults import FaultServer, accepted, http_response
+from tests.troubleshooting import assert_on_page
 
 BIN = Path(sys.executable).parent
 PASSWORD = "SECRET-pkcs8-pw-7c1d"
@@ -645,6 +646,7 @@ def test_bad_input(case: Case, ctx: Ctx, monkeypatch: pytest.MonkeyPatch) -> Non
         assert expected in message
     for unexpected in case.absent:
         assert unexpected not in message
+    assert_on_page(message)
 
 
 # --- cases that need a real process: a pipe that closes, a real /dev/zero on stdin ------------
@@ -669,6 +671,7 @@ def test_dev_zero_on_stdin(ctx: Ctx) -> None:
         )
     err = check_one_line(done.returncode, done.stderr, ctx.secrets)
     assert "stdin holds more than 4 MiB" in err
+    assert_on_page(err)
 
 
 def test_demo_into_a_pipe_that_closes() -> None:
@@ -687,6 +690,7 @@ def test_demo_into_a_pipe_that_closes() -> None:
     assert all(head)
     check_one_line(status, err, [])
     assert "closed by its reader" in err
+    assert_on_page(err)
 
 
 def test_demo_names_no_folder_it_deletes() -> None:
