@@ -212,7 +212,8 @@ def run_curl(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: Te
     method = (args.request or ("POST" if body is not None else "GET")).upper()
     verify = resolve_verify(values_from_args(args, ship=True).get("verify", True))
     with _credentials(args) as provider:
-        auth = SigV4Auth(provider, service=args.service, region=region)
+        # fresh credentials: a refusal is not staleness, so it is not retried
+        auth = SigV4Auth(provider, service=args.service, region=region, retry_on_stale=False)
         with httpx.Client(auth=auth, verify=verify) as client:
             request = client.build_request(method, url, headers=headers, content=body)
             response, data, whole = _send(client, request, args.max_time)
