@@ -432,7 +432,7 @@ class OsisEmulator(ServedEmulator):
         if self.query_service is not None and body is not None:
             lowered = {name.lower(): value for name, value in reversed(headers)}
             checked = self._check_signature(
-                method, target, headers, lowered, body, self._now(), self.query_service
+                self.query_service, method, target, headers, lowered, body, self._now()
             )
             if isinstance(checked, Answer):
                 return checked
@@ -440,26 +440,13 @@ class OsisEmulator(ServedEmulator):
                 self._counts[_QUERIES] += 1
         return self._store.query(method, target, body)
 
-    def _check_signature(
-        self,
-        method: str,
-        target: str,
-        headers: list[tuple[str, str]],
-        lowered: Mapping[str, str],
-        body: bytes,
-        now: datetime,
-        service: str = "osis",
-    ) -> str | Answer:
-        """The access key id when the SigV4 signature verifies for ``service``, else the
-        AWS-shaped refusal (kept in :attr:`rejections`)."""
+    def _check_signature(self, service: str, *request: Any) -> str | Answer:
+        """The access key id when the SigV4 signature of ``request`` (the verifier's ``method,
+        target, headers, lowered, body, now``) verifies for ``service``, else the AWS-shaped
+        refusal (kept in :attr:`rejections`)."""
         try:
             return self._verifier.verify(
-                method,
-                target,
-                headers,
-                lowered,
-                body,
-                now,
+                *request,
                 expected_region=self.region,
                 require_signed_content_type=self.require_signed_content_type,
                 expected_service=service,
@@ -529,7 +516,7 @@ class OsisEmulator(ServedEmulator):
         now = self._now()
         access_key_id: str | None = None
         if self.verify_signatures:
-            checked = self._check_signature(method, target, headers, lowered, body, now)
+            checked = self._check_signature("osis", method, target, headers, lowered, body, now)
             if isinstance(checked, Answer):
                 return checked
             access_key_id = checked
