@@ -7,6 +7,7 @@ every secret redacted.
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import tempfile
@@ -15,7 +16,7 @@ from typing import TextIO
 
 from rolesanywhere.credentials import redact
 
-__all__ = ["run_demo"]
+__all__ = ["add_demo_flags", "run_demo"]
 
 
 def _redacted_process_json(text: str) -> str:
@@ -25,6 +26,7 @@ def _redacted_process_json(text: str) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
+_JSON = ("-H", "Content-Type: application/json")
 _DEMO_LINES = 2_000
 _SERVICES = ("sshd", "cron", "kernel", "nginx", "systemd")
 _MESSAGES = (
@@ -49,11 +51,21 @@ def _syslog_lines(count: int, start: float) -> bytes:
     return "".join(lines).encode()
 
 
+def add_demo_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``demo``."""
+    from rolesanywhere.testing.pki import KEY_TYPES, MLDSA_KEY_TYPES
+
+    parser.add_argument(
+        "--key-type",
+        default="ec-p256",
+        choices=KEY_TYPES + MLDSA_KEY_TYPES,
+        help=f"leaf key type: {', '.join(KEY_TYPES + MLDSA_KEY_TYPES)} (default ec-p256)",
+    )
+
+
 def run_demo(out: TextIO, *, key_type: str = "ec-p256") -> int:
     """Run the demo, writing a report to ``out``; returns the exit status."""
     import time
-
-    import httpx
 
     from rolesanywhere.cli.main import main
     from rolesanywhere.session.client import RolesAnywhereClient
@@ -85,7 +97,10 @@ def run_demo(out: TextIO, *, key_type: str = "ec-p256") -> int:
         with (
             RolesAnywhereEmulator.for_pki(pki) as emulator,
             OsisEmulator(
-                credentials=emulator, region=emulator.region, path="/test-ingestion-path"
+                credentials=emulator,
+                region=emulator.region,
+                path="/test-ingestion-path",
+                query_service="es",
             ) as osis,
         ):
             say(f"2. Emulators  IAM Roles Anywhere on {emulator.url}")
@@ -152,15 +167,24 @@ def run_demo(out: TextIO, *, key_type: str = "ec-p256") -> int:
             if status != 0:
                 return 1
 
-            say("6. Query      the blog's verification step, against the emulator:")
-            with httpx.Client(base_url=osis.url) as http:
-                indices = http.get("/_cat/indices", params={"v": ""}).text.rstrip()
-                for line in indices.splitlines():
-                    say(f"              {line}")
-                found = http.post(
-                    "/logs-*/_search",
-                    json={"size": 3, "sort": [{"@timestamp": {"order": "desc"}}]},
-                ).json()
+            say("6. Query      rolesanywhere curl --service es, the blog's awscurl step, signed:")
+
+            def curl(*request: str) -> str | None:
+                out, err = io.StringIO(), io.StringIO()
+                argv = ["curl", "--service", "es", "--region", emulator.region, "--fail"]
+                if main([*argv, *request, *identity_flags], stdout=out, stderr=err) != 0:
+                    say(f"              failed: {err.getvalue().strip()}")
+                    return None
+                return out.getvalue()
+
+            indices = curl(f"{osis.url}/_cat/indices?v")
+            query = '{"size": 3, "sort": [{"@timestamp": {"order": "desc"}}]}'
+            hits = curl(f"{osis.url}/logs-*/_search", "-X", "GET", *_JSON, "-d", query)
+            if indices is None or hits is None:
+                return 1
+            for line in indices.rstrip().splitlines():
+                say(f"              {line}")
+            found = json.loads(hits)
             say(
                 f"              GET logs-*/_search: {found['hits']['total']['value']} documents, "
                 "newest first:"
@@ -171,7 +195,8 @@ def run_demo(out: TextIO, *, key_type: str = "ec-p256") -> int:
             say(
                 f"7. Verified   {emulator.calls} CreateSession calls checked (chain, validity, "
                 f"serial, signature); {osis.count()} events stored after SigV4 verification "
-                f"of {osis.accepted_requests} request(s); {len(osis.duplicates())} duplicates"
+                f"of {osis.accepted_requests} request(s); {len(osis.duplicates())} duplicates; "
+                f"{osis.signed_queries} signed queries verified (service es)"
             )
             if osis.count() != _DEMO_LINES:
                 say(f"              expected {_DEMO_LINES} events: something was lost")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from rolesanywhere.errors import UsageError
 from rolesanywhere.profiles.settings import (
@@ -140,17 +140,6 @@ def _add_read_certificate_flags(parser: argparse.ArgumentParser) -> None:
     add_unsupported_flags(parser, ["cert_selector", "system_store_name"])
 
 
-def _add_demo_flags(parser: argparse.ArgumentParser) -> None:
-    from rolesanywhere.testing.pki import KEY_TYPES, MLDSA_KEY_TYPES
-
-    parser.add_argument(
-        "--key-type",
-        default="ec-p256",
-        choices=KEY_TYPES + MLDSA_KEY_TYPES,
-        help=f"leaf key type: {', '.join(KEY_TYPES + MLDSA_KEY_TYPES)} (default ec-p256)",
-    )
-
-
 def _add_ship_flags(parser: argparse.ArgumentParser) -> None:
     from rolesanywhere.ship.config.flags import add_ship_arguments
 
@@ -165,6 +154,17 @@ def _add_ship_flags(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="seconds between status lines on stderr (0: none; default 10)",
     )
+
+
+def _lazy(module: str, name: str) -> Callable[..., Any]:
+    """``module.name``, imported when first called (keeps the cold start light)."""
+
+    def call(*args: Any) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(*args)
+
+    return call
 
 
 #: Subcommands: name -> (help, function adding its flags). Only the one being run is configured,
@@ -195,7 +195,22 @@ _SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None] | N
         _add_read_certificate_flags,
     ),
     "version": ("print the version", None),
-    "demo": ("run the whole flow offline against local emulators", _add_demo_flags),
+    "demo": (
+        "run the whole flow offline against local emulators",
+        _lazy("rolesanywhere.cli.demo", "add_demo_flags"),
+    ),
+    "curl": (
+        "send one SigV4-signed HTTP request (awscurl), e.g. to query OpenSearch",
+        _lazy("rolesanywhere.cli.curl", "add_curl_flags"),
+    ),
+    "completion": (
+        "print the shell completion script: bash, zsh or fish",
+        _lazy("rolesanywhere.cli.completion", "add_completion_flags"),
+    ),
+    "help": (
+        "print the help of the command, or of COMMAND",
+        _lazy("rolesanywhere.cli.completion", "add_help_flags"),
+    ),
 }
 
 
@@ -204,7 +219,7 @@ def _wanted(argv: Sequence[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
-def _build_parser(prog: str, argv: Sequence[str]) -> Parser:
+def _build_parser(prog: str, argv: Sequence[str], *, every: bool = False) -> Parser:
     parser = Parser(
         prog=prog,
         formatter_class=_Formatter,
@@ -215,7 +230,7 @@ def _build_parser(prog: str, argv: Sequence[str]) -> Parser:
     wanted = _wanted(argv)
     for name, (text, configure) in _SUBCOMMANDS.items():
         command = sub.add_parser(name, help=text, description=text, formatter_class=_Formatter)
-        if configure is not None and name == wanted:
+        if configure is not None and (every or name == wanted):
             configure(command)
         if name == wanted:
             parser.command = command
@@ -557,6 +572,9 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO, TextIO], int]
     "read-certificate-data": _read_certificate_data,
     "demo": _demo,
     "ship": _ship,
+    "curl": _lazy("rolesanywhere.cli.curl", "run_curl"),
+    "completion": _lazy("rolesanywhere.cli.completion", "run_completion"),
+    "help": _lazy("rolesanywhere.cli.completion", "run_help"),
 }
 
 

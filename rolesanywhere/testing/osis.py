@@ -60,7 +60,9 @@ does (``index_time="event"`` uses each event's ``@timestamp`` instead).
 
 The query endpoints (``GET /_cat/indices[/PATTERN][?v][&format=json]``,
 ``GET|POST /{index}/_search``, ``GET|POST /{index}/_count``, index lists and wildcards) need no
-signature here; real OpenSearch would require one (service ``es`` or ``aoss``).
+signature by default; with ``query_service="es"`` (or ``"aoss"``) they check SigV4 for that
+service as real OpenSearch does (step 3's checks and answers), counted in
+:attr:`OsisEmulator.signed_queries`.
 """
 
 from __future__ import annotations
@@ -70,10 +72,9 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Self, overload
+from typing import Any, Literal, Self
 
 from rolesanywhere.testing._server import (
     Answer,
@@ -99,6 +100,7 @@ from rolesanywhere.testing.osis_ingest import (
     read_events,
     resplit,
 )
+from rolesanywhere.testing.osis_records import AcceptedBatch, OsisStats, SlotCounter
 from rolesanywhere.testing.osis_store import MAX_QUERY_BODY_BYTES, DocumentStore
 from rolesanywhere.testing.osis_verifier import (
     CredentialLookup,
@@ -138,44 +140,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-# --- records -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class AcceptedBatch:
-    """One request answered 200 after normal handling, with the events as stored."""
-
-    #: The events kept (``@timestamp`` added), in body order; dropped events are not here.
-    events: tuple[dict[str, Any], ...]
-    #: The index written for the receive time (``index_time="event"``: the first event's).
-    index: str
-    received_at: datetime
-    #: Body size as received, and after decompression.
-    body_bytes: int
-    content_bytes: int
-    gzip: bool
-    #: Persistent buffering: the chunks the body was re-split into (1 when not re-split).
-    chunks: int
-    #: Persistent buffering: events over the chunk size, silently dropped.
-    dropped: int
-    #: The access key that signed the request (``None`` when signatures are not verified).
-    access_key_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class OsisStats:
-    """A snapshot of the ingest counters."""
-
-    requests: int
-    accepted_requests: int
-    events_accepted: int
-    bytes_received: int
-    bytes_accepted: int
-    dropped_events: int
-    resplit_requests: int
-    status_counts: dict[int, int]
-
-
 def _plain(status: int, message: str, *, close: bool = False) -> Answer:
     extra = (("Allow", "POST"),) if status == 405 else ()
     return text_answer(status, message, close=close, extra=extra)
@@ -183,35 +147,9 @@ def _plain(status: int, message: str, *, close: bool = False) -> Answer:
 
 # --- the emulator --------------------------------------------------------------------------------
 
-_REQ, _ACC, _EVENTS, _BYTES, _BYTES_ACC, _DROPPED, _RESPLIT = range(7)  # OsisEmulator._counts
-
-
-class _Counter:
-    """A read-only ingest counter: one slot of ``OsisEmulator._counts``, read under the lock."""
-
-    def __init__(self, slot: int, doc: str) -> None:
-        self._slot = slot
-        self._name = ""
-        self.__doc__ = doc
-
-    def __set_name__(self, owner: type[Any], name: str) -> None:
-        self._name = name
-
-    @overload
-    def __get__(self, emulator: None, owner: type[Any]) -> Self: ...
-
-    @overload
-    def __get__(self, emulator: OsisEmulator, owner: type[Any]) -> int: ...
-
-    def __get__(self, emulator: OsisEmulator | None, owner: type[Any]) -> Self | int:
-        if emulator is None:
-            return self
-        with emulator._lock:
-            return emulator._counts[self._slot]
-
-    def __set__(self, emulator: OsisEmulator, value: object) -> None:
-        owner = type(emulator).__name__
-        raise AttributeError(f"property {self._name!r} of {owner!r} object has no setter")
+_REQ, _ACC, _EVENTS, _BYTES, _BYTES_ACC, _DROPPED, _RESPLIT, _QUERIES = range(
+    8
+)  # OsisEmulator._counts
 
 
 class OsisEmulator(ServedEmulator):
@@ -259,6 +197,7 @@ class OsisEmulator(ServedEmulator):
         tls: IssuedCert | None = None,
         clock: Callable[[], datetime] | None = None,
         host: str = "127.0.0.1",
+        query_service: str | None = None,
     ) -> None:
         if verify_signatures and credentials is None:
             raise ValueError("verify_signatures=True needs credentials= (a registry or lookup)")
@@ -278,6 +217,10 @@ class OsisEmulator(ServedEmulator):
         self.region = region
         self.path = path
         self.verify_signatures = verify_signatures
+        if query_service is not None and credentials is None:
+            raise ValueError("query_service needs credentials= (a registry or lookup)")
+        #: The SigV4 service the query endpoints check (``None``: they take any request).
+        self.query_service = query_service
         #: Also refuse a request whose ``Content-Type`` is sent but not signed (off by default:
         #: AWS and common signers such as opensearch-py's and aws-requests-auth leave it unsigned).
         self.require_signed_content_type = require_signed_content_type
@@ -304,7 +247,7 @@ class OsisEmulator(ServedEmulator):
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._script: deque[int] = deque()
-        self._counts = [0, 0, 0, 0, 0, 0, 0]  # see _REQ … _RESPLIT
+        self._counts = [0] * 8  # see _REQ … _QUERIES
         self._status_counts: dict[int, int] = {}
         self._batches: list[AcceptedBatch] = []
         self._rejections: deque[Rejection] = deque(maxlen=1000)
@@ -337,22 +280,27 @@ class OsisEmulator(ServedEmulator):
             c = self._counts
             return OsisStats(c[0], c[1], c[2], c[3], c[4], c[5], c[6], dict(self._status_counts))
 
-    requests = _Counter(_REQ, "Ingest requests received (any answer).")
-    accepted_requests = _Counter(_ACC, "Ingest requests answered 200 after normal handling.")
-    events_accepted = _Counter(
+    requests = SlotCounter(_REQ, "Ingest requests received (any answer).")
+    accepted_requests = SlotCounter(_ACC, "Ingest requests answered 200 after normal handling.")
+    events_accepted = SlotCounter(
         _EVENTS, "Events accepted (stored, or counted with ``store=False``); dropped ones excluded."
     )
-    bytes_received = _Counter(
+    bytes_received = SlotCounter(
         _BYTES, "Body bytes of every ingest request, as received (compressed when gzip)."
     )
-    bytes_accepted = _Counter(
+    bytes_accepted = SlotCounter(
         _BYTES_ACC, "Body bytes of the accepted ingest requests, as received."
     )
-    dropped_events = _Counter(
+    dropped_events = SlotCounter(
         _DROPPED,
         "Events silently dropped by persistent buffering (over ``persistent_chunk_bytes``).",
     )
-    resplit_requests = _Counter(_RESPLIT, "Accepted bodies persistent buffering had to re-split.")
+    resplit_requests = SlotCounter(
+        _RESPLIT, "Accepted bodies persistent buffering had to re-split."
+    )
+    signed_queries = SlotCounter(
+        _QUERIES, "Query requests whose signature verified (query_service)."
+    )
 
     @property
     def status_counts(self) -> dict[int, int]:
@@ -469,7 +417,7 @@ class OsisEmulator(ServedEmulator):
             return
         try:
             if not is_ingest:
-                answer = self._store.query(handler.command, target, body)
+                answer = self._query(handler.command, target, handler.headers.items(), body)
             else:
                 answer = self._ingest(handler.command, target, handler.headers.items(), body, size)
         except Exception as exc:  # a bug: say so rather than drop the connection
@@ -477,6 +425,45 @@ class OsisEmulator(ServedEmulator):
         if not complete:
             handler.close_connection = True
         handler.write(answer)
+
+    def _query(
+        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes | None
+    ) -> Answer:
+        if self.query_service is not None and body is not None:
+            lowered = {name.lower(): value for name, value in reversed(headers)}
+            checked = self._check_signature(
+                self.query_service, method, target, headers, lowered, body, self._now()
+            )
+            if isinstance(checked, Answer):
+                return checked
+            with self._lock:
+                self._counts[_QUERIES] += 1
+        return self._store.query(method, target, body)
+
+    def _check_signature(self, service: str, *request: Any) -> str | Answer:
+        """The access key id when the SigV4 signature of ``request`` (the verifier's ``method,
+        target, headers, lowered, body, now``) verifies for ``service``, else the AWS-shaped
+        refusal (kept in :attr:`rejections`)."""
+        try:
+            return self._verifier.verify(
+                *request,
+                expected_region=self.region,
+                require_signed_content_type=self.require_signed_content_type,
+                expected_service=service,
+            )
+        except Reject as reject:
+            rejection = reject.rejection
+            with self._lock:
+                self._rejections.append(rejection)
+            return json_answer(
+                rejection.status,
+                {"message": rejection.message},
+                [
+                    ("Content-Type", "application/json; charset=UTF-8"),
+                    ("x-amzn-ErrorType", rejection.error_type),
+                    ("x-amzn-RequestId", str(uuid.uuid4())),
+                ],
+            )
 
     # --- ingest -----------------------------------------------------------------------------------
 
@@ -529,30 +516,10 @@ class OsisEmulator(ServedEmulator):
         now = self._now()
         access_key_id: str | None = None
         if self.verify_signatures:
-            try:
-                access_key_id = self._verifier.verify(
-                    method,
-                    target,
-                    headers,
-                    lowered,
-                    body,
-                    now,
-                    expected_region=self.region,
-                    require_signed_content_type=self.require_signed_content_type,
-                )
-            except Reject as reject:
-                rejection = reject.rejection
-                with self._lock:
-                    self._rejections.append(rejection)
-                return json_answer(
-                    rejection.status,
-                    {"message": rejection.message},
-                    [
-                        ("Content-Type", "application/json; charset=UTF-8"),
-                        ("x-amzn-ErrorType", rejection.error_type),
-                        ("x-amzn-RequestId", str(uuid.uuid4())),
-                    ],
-                )
+            checked = self._check_signature("osis", method, target, headers, lowered, body, now)
+            if isinstance(checked, Answer):
+                return checked
+            access_key_id = checked
         try:
             content, gzipped = decode(
                 body, lowered.get("content-encoding"), self.compression, self.max_body_bytes

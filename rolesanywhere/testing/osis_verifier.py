@@ -172,18 +172,19 @@ def _denied(message: str, error_type: str = "IncompleteSignatureException") -> R
 
 
 class SigV4Verifier:
-    """Checks ``AWS4-HMAC-SHA256`` requests for service ``osis`` against a credential lookup."""
+    """Checks ``AWS4-HMAC-SHA256`` requests for service ``osis`` (or the one :meth:`verify` is
+    given) against a credential lookup."""
 
     def __init__(self, lookup: CredentialLookup | None) -> None:
         self._lookup = lookup
-        self._signing_keys: dict[tuple[str, str, str], bytes] = {}
+        self._signing_keys: dict[tuple[str, str, str, str], bytes] = {}
 
-    def _signing_key(self, secret: str, date: str, region: str) -> bytes:
-        cache_key = (secret, date, region)
+    def _signing_key(self, secret: str, date: str, region: str, service: str) -> bytes:
+        cache_key = (secret, date, region, service)
         key = self._signing_keys.get(cache_key)
         if key is None:
             key = hmac.new(("AWS4" + secret).encode(), date.encode(), hashlib.sha256).digest()
-            for part in (region, SERVICE, "aws4_request"):
+            for part in (region, service, "aws4_request"):
                 key = hmac.new(key, part.encode(), hashlib.sha256).digest()
             if len(self._signing_keys) > 1024:
                 self._signing_keys.clear()
@@ -201,6 +202,7 @@ class SigV4Verifier:
         *,
         expected_region: str,
         require_signed_content_type: bool = False,
+        expected_service: str = SERVICE,
     ) -> str:
         """Check the SigV4 signature; return the access key id (or raise :class:`Reject`).
 
@@ -217,7 +219,7 @@ class SigV4Verifier:
         if len(scope_parts) != 5:
             raise _denied(
                 "Credential should be scoped to a valid region, service and terminator: "
-                "AKID/yyyymmdd/region/osis/aws4_request"
+                f"AKID/yyyymmdd/region/{expected_service}/aws4_request"
             )
         access_key_id, date, region, service, terminator = scope_parts
         x_amz_date = lowered.get("x-amz-date", "").strip()
@@ -238,9 +240,9 @@ class SigV4Verifier:
                 f"Credential should be scoped to a valid region, not '{region[:40]}'.",
                 "InvalidSignatureException",
             )
-        if service != SERVICE:
+        if service != expected_service:
             raise _denied(
-                f"Credential should be scoped to correct service: '{SERVICE}', "
+                f"Credential should be scoped to correct service: '{expected_service}', "
                 f"not '{service[:40]}'.",
                 "InvalidSignatureException",
             )
@@ -324,9 +326,9 @@ class SigV4Verifier:
             signed_names,
             payload_hash,
         )
-        scope = sigv4.credential_scope(date, region, SERVICE)
+        scope = sigv4.credential_scope(date, region, service)
         to_sign = sigv4.string_to_sign(ALGORITHM, x_amz_date, scope, canonical)
-        signing_key = self._signing_key(record.secret_access_key, date, region)
+        signing_key = self._signing_key(record.secret_access_key, date, region, service)
         expected = hmac.new(signing_key, to_sign.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected.encode(), parts["Signature"].encode()):
             if token:

@@ -39,6 +39,7 @@ def test_demo_runs_the_whole_flow_and_redacts(monkeypatch: pytest.MonkeyPatch) -
     assert "2,000 events delivered" in text
     assert re.search(r"logs-\d{4}\.\d{2}\.\d{2}\s", text)
     assert "2000 events stored" in text and "0 duplicates" in text
+    assert "2 signed queries verified (service es)" in text
     assert issued, "the OSIS emulator verified requests against issued credentials"
     for creds in issued:
         assert creds.secret_access_key not in text
