@@ -42,7 +42,8 @@ def _help(argv: list[str]) -> str:
 
 def subcommands() -> list[str]:
     """The subcommands, in the order the top-level ``--help`` lists them."""
-    listing = _help([]).split("COMMAND\n", 2)[-1].split("\n\n")[0]
+    # the block after the "  COMMAND" line of "positional arguments:", up to the blank line
+    listing = _help([]).split("\n  COMMAND\n", 1)[-1].split("\n\n")[0]
     return re.findall(r"^    ([a-z][a-z-]*)", listing, re.MULTILINE)
 
 
