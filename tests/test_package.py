@@ -96,3 +96,38 @@ def test_credential_process_from_files_skips_the_heavy_imports(
         "encodings.idna", "pkcs11", "rolesanywhere.x509.pkcs11", "asn1crypto",
     )  # fmt: skip
     assert not {m for m in loaded if m.startswith(heavy)}
+
+
+def test_credential_process_cache_hit_imports_nothing_heavy(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rolesanywhere.testing.emulator import RolesAnywhereEmulator
+    from rolesanywhere.testing.pki import PKI
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    pki = PKI(name="lazy cache")
+    cert, key = pki.leaf("ec-p256").write(tmp_path, "client")
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(pki.intermediate.cert_pem())
+    with RolesAnywhereEmulator.for_pki(pki) as emu:
+        argv = [
+            "credential-process", "--cache", "--certificate", str(cert), "--private-key", str(key),
+            "--intermediates", str(chain),
+            "--trust-anchor-arn", emu.trust_anchor_arn, "--profile-arn", emu.profile_arn,
+            "--role-arn", emu.role_arn, "--endpoint", emu.url,
+        ]  # fmt: skip
+        code = (
+            "import contextlib, io, sys\nfrom rolesanywhere.cli.main import main\n"
+            "out = io.StringIO()\n"
+            f"with contextlib.redirect_stdout(out): status = main({argv!r})\n"
+            "assert status == 0 and 'AccessKeyId' in out.getvalue(), out.getvalue()"
+        )
+        _modules_after(code)  # a miss: fills the cache
+        loaded = _modules_after(code)
+        assert emu.calls == 1
+    heavy = (
+        "cryptography", "ssl", "_ssl", "_hashlib", "hashlib", "httpx", "http", "email", "socket",
+        "dataclasses", "inspect", "asyncio", "rolesanywhere.x509", "rolesanywhere.session",
+        "rolesanywhere.credentials", "rolesanywhere.profiles.credfile",
+    )  # fmt: skip
+    assert not {m for m in loaded if m.startswith(heavy)}
