@@ -57,6 +57,16 @@ def test_credential_process_does_not_import_httpx_or_asyncio() -> None:
     assert not {"httpx", "asyncio", "sqlite3"} & loaded
 
 
+def _credential_process_modules(argv: list[str]) -> set[str]:
+    """The modules loaded by a successful ``main(argv)`` in a new interpreter."""
+    return _modules_after(
+        "import contextlib, io, sys\nfrom rolesanywhere.cli.main import main\n"
+        "out = io.StringIO()\n"
+        f"with contextlib.redirect_stdout(out): status = main({argv!r})\n"
+        "assert status == 0 and 'AccessKeyId' in out.getvalue(), out.getvalue()"
+    )
+
+
 @pytest.mark.parametrize(
     ("key_type", "key_format"),
     [("ec-p256", "PKCS8_DER"), ("ec-p384", "SEC1_PEM"), ("rsa-2048", "PKCS1_PEM"),
@@ -81,13 +91,7 @@ def test_credential_process_from_files_skips_the_heavy_imports(
             "--trust-anchor-arn", emu.trust_anchor_arn, "--profile-arn", emu.profile_arn,
             "--role-arn", emu.role_arn, "--endpoint", emu.url,
         ]  # fmt: skip
-        code = (
-            "import contextlib, io, sys\nfrom rolesanywhere.cli.main import main\n"
-            "out = io.StringIO()\n"
-            f"with contextlib.redirect_stdout(out): status = main({argv!r})\n"
-            "assert status == 0 and 'AccessKeyId' in out.getvalue(), out.getvalue()"
-        )
-        loaded = _modules_after(code)
+        loaded = _credential_process_modules(argv)
     assert {"rolesanywhere.x509.identity", "rolesanywhere.session.transport", "ssl"} <= loaded
     # Each of these costs milliseconds of every cold start (see benchmarks/bench_cli.py).
     heavy = (
@@ -116,14 +120,8 @@ def test_credential_process_cache_hit_imports_nothing_heavy(
             "--trust-anchor-arn", emu.trust_anchor_arn, "--profile-arn", emu.profile_arn,
             "--role-arn", emu.role_arn, "--endpoint", emu.url,
         ]  # fmt: skip
-        code = (
-            "import contextlib, io, sys\nfrom rolesanywhere.cli.main import main\n"
-            "out = io.StringIO()\n"
-            f"with contextlib.redirect_stdout(out): status = main({argv!r})\n"
-            "assert status == 0 and 'AccessKeyId' in out.getvalue(), out.getvalue()"
-        )
-        _modules_after(code)  # a miss: fills the cache
-        loaded = _modules_after(code)
+        _credential_process_modules(argv)  # a miss: fills the cache
+        loaded = _credential_process_modules(argv)
         assert emu.calls == 1
     heavy = (
         "cryptography", "ssl", "_ssl", "_hashlib", "hashlib", "httpx", "http", "email", "socket",
