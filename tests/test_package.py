@@ -126,6 +126,6 @@ def test_credential_process_cache_hit_imports_nothing_heavy(
     heavy = (
         "cryptography", "ssl", "_ssl", "_hashlib", "hashlib", "httpx", "http", "email", "socket",
         "dataclasses", "inspect", "asyncio", "rolesanywhere.x509", "rolesanywhere.session",
-        "rolesanywhere.credentials", "rolesanywhere.profiles.credfile",
+        "rolesanywhere.credentials", "rolesanywhere.profiles.credfile", "pathlib", "json",
     )  # fmt: skip
     assert not {m for m in loaded if m.startswith(heavy)}

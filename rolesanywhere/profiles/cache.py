@@ -11,19 +11,18 @@ never gets old credentials). An entry is served while more than :func:`margin` o
 A corrupt entry, one owned by another user, or one group or others may read, is ignored (one
 warning line) and replaced.
 
-The hit path reads a few small files and imports nothing heavy (no ``cryptography``, no ``ssl``):
-it is the path every ``aws`` command pays for. The password is not part of the key: a cache
-entry is readable only by the user who had the credentials already.
+The hit path reads a few small files and imports nothing heavy (no ``cryptography``, no ``ssl``,
+not even ``pathlib`` or ``json``): it is the path every ``aws`` command pays for. An entry is a
+header line (format, key, issue and expiry times) and the output, as printed. The password is
+not part of the key: a cache entry is readable only by the user who had the credentials already.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -42,7 +41,7 @@ _KEYED = (
 _INPUTS = ("certificate", "private_key", "intermediates")
 #: Largest input file hashed (larger ones are refused by the loader anyway).
 _MAX_INPUT = 1 << 20
-_FORMAT = 1
+_MAGIC = "rolesanywhere-credential-cache/1"
 
 
 def _sha256(data: bytes) -> str:
@@ -63,13 +62,13 @@ def cache_enabled(flag: bool | None, environ: Mapping[str, str] | None = None) -
     return bool(flag) or env.get(CACHE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def cache_folder(environ: Mapping[str, str] | None = None) -> Path:
+def cache_folder(environ: Mapping[str, str] | None = None) -> str:
     """``$XDG_CACHE_HOME/rolesanywhere`` (an absolute path), else ``~/.cache/rolesanywhere``."""
     env = os.environ if environ is None else environ
     base = env.get("XDG_CACHE_HOME", "")
     if not os.path.isabs(base):
         base = os.path.join(env.get("HOME") or os.path.expanduser("~"), ".cache")
-    return Path(base, "rolesanywhere")
+    return os.path.join(base, "rolesanywhere")
 
 
 def margin(lifetime: float) -> float:
@@ -103,13 +102,14 @@ def cache_key(values: Mapping[str, Any], environ: Mapping[str, str] | None = Non
     """The key of the answer ``values`` (settings by Python name) give: hex SHA-256. Raises
     ``OSError`` for an unreadable input, ``ValueError`` for an input it cannot key."""
     env = os.environ if environ is None else environ
-    material: dict[str, Any] = {"format": _FORMAT}
+    material: dict[str, Any] = {"format": _MAGIC}
     material.update((name, values.get(name)) for name in _KEYED)
     try:
         material.update((n, _input_digest(n, values.get(n), env)) for n in _INPUTS)
     except _Uncacheable as exc:
         raise ValueError(str(exc)) from None
-    return _sha256(json.dumps(material, sort_keys=True, default=str).encode())
+    # repr of str, int, float, bool and None is stable; no json import on the hit path
+    return _sha256(repr(sorted(material.items())).encode("utf-8", "surrogateescape"))
 
 
 class CredentialCache:
@@ -127,7 +127,7 @@ class CredentialCache:
         self.warn = warn
         self.clock = clock
         self.folder = cache_folder(environ)
-        self.path: Path | None = None
+        self.path: str | None = None
         try:
             self.key = cache_key(values, environ)
         except ValueError as exc:
@@ -135,7 +135,7 @@ class CredentialCache:
             return
         except OSError:
             return  # the loader reports the file
-        self.path = self.folder / f"{self.key}.json"
+        self.path = os.path.join(self.folder, f"{self.key}.json")
 
     def get(self) -> str | None:
         """The cached ``credential_process`` output, or ``None`` (missing, expiring, ignored)."""
@@ -158,40 +158,38 @@ class CredentialCache:
         finally:
             os.close(fd)
         try:
-            entry = json.loads(data)
-            output, issued, expires = entry["output"], entry["issued"], entry["expires"]
-            if entry["key"] != self.key or not isinstance(output, str):
+            header, output = data.decode().split("\n", 1)
+            magic, key, issued, expires = header.rsplit(" ", 3)
+            if (magic, key) != (_MAGIC, self.key) or not output.startswith('{"Version":1,'):
                 raise ValueError
-            lifetime = float(expires) - float(issued)
-        except (ValueError, KeyError, TypeError):
+            if not output.endswith("}") or "\n" in output:
+                raise ValueError
+            left, lifetime = float(expires) - self.clock(), float(expires) - float(issued)
+        except ValueError:  # UnicodeDecodeError too
             self._ignore("it is not a valid cache entry")
             return None
-        if float(expires) - self.clock() <= margin(lifetime):
-            return None
-        return output
+        return output if left > margin(lifetime) else None
 
     def put(self, credentials: Credentials) -> None:
         """Keep ``credentials`` (with an expiry) as the answer; a failure is a warning."""
         if self.path is None or credentials.expiration is None:
             return
+        from pathlib import Path
+
         from rolesanywhere.errors import RolesAnywhereError
         from rolesanywhere.profiles.credfile import replace_file
 
-        entry = {
-            "key": self.key,
-            "issued": self.clock(),
-            "expires": credentials.expiration.timestamp(),
-            "output": credentials.to_process_json(),
-        }
+        expires = credentials.expiration.timestamp()
+        entry = f"{_MAGIC} {self.key} {self.clock()!r} {expires!r}\n{credentials.to_process_json()}"
         try:
             self._folder_ready()
-            replace_file(self.path, json.dumps(entry).encode())
+            replace_file(Path(self.path), entry.encode())
         except (OSError, RolesAnywhereError, _Uncacheable) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             self.warn(f"could not write the credential cache {self.folder} ({reason})")
 
     def _folder_ready(self) -> None:
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.makedirs(self.folder, mode=0o700, exist_ok=True)
         info = os.lstat(self.folder)
         if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
             raise _Uncacheable("it is not a folder of this user's")

@@ -19,9 +19,9 @@ from rolesanywhere.profiles.settings import SETTINGS, IdentitySettings, parse_he
 
 
 def test_folder_follows_xdg_then_home() -> None:
-    assert cache_folder({"XDG_CACHE_HOME": "/x", "HOME": "/h"}) == Path("/x/rolesanywhere")
-    assert cache_folder({"XDG_CACHE_HOME": "rel", "HOME": "/h"}) == Path("/h/.cache/rolesanywhere")
-    assert cache_folder({"HOME": "/h"}) == Path("/h/.cache/rolesanywhere")
+    assert cache_folder({"XDG_CACHE_HOME": "/x", "HOME": "/h"}) == "/x/rolesanywhere"
+    assert cache_folder({"XDG_CACHE_HOME": "rel", "HOME": "/h"}) == "/h/.cache/rolesanywhere"
+    assert cache_folder({"HOME": "/h"}) == "/h/.cache/rolesanywhere"
 
 
 def test_enabled_by_flag_or_variable() -> None:
