@@ -57,6 +57,16 @@ def test_credential_process_does_not_import_httpx_or_asyncio() -> None:
     assert not {"httpx", "asyncio", "sqlite3"} & loaded
 
 
+def _credential_process_modules(argv: list[str]) -> set[str]:
+    """The modules loaded by a successful ``main(argv)`` in a new interpreter."""
+    return _modules_after(
+        "import contextlib, io, sys\nfrom rolesanywhere.cli.main import main\n"
+        "out = io.StringIO()\n"
+        f"with contextlib.redirect_stdout(out): status = main({argv!r})\n"
+        "assert status == 0 and 'AccessKeyId' in out.getvalue(), out.getvalue()"
+    )
+
+
 @pytest.mark.parametrize(
     ("key_type", "key_format"),
     [("ec-p256", "PKCS8_DER"), ("ec-p384", "SEC1_PEM"), ("rsa-2048", "PKCS1_PEM"),
@@ -81,18 +91,42 @@ def test_credential_process_from_files_skips_the_heavy_imports(
             "--trust-anchor-arn", emu.trust_anchor_arn, "--profile-arn", emu.profile_arn,
             "--role-arn", emu.role_arn, "--endpoint", emu.url,
         ]  # fmt: skip
-        code = (
-            "import contextlib, io, sys\nfrom rolesanywhere.cli.main import main\n"
-            "out = io.StringIO()\n"
-            f"with contextlib.redirect_stdout(out): status = main({argv!r})\n"
-            "assert status == 0 and 'AccessKeyId' in out.getvalue(), out.getvalue()"
-        )
-        loaded = _modules_after(code)
+        loaded = _credential_process_modules(argv)
     assert {"rolesanywhere.x509.identity", "rolesanywhere.session.transport", "ssl"} <= loaded
     # Each of these costs milliseconds of every cold start (see benchmarks/bench_cli.py).
     heavy = (
         "cryptography.x509", "cryptography.hazmat.primitives.serialization",
         "cryptography.hazmat.backends", "http.client", "email", "dataclasses", "inspect", "httpx",
         "encodings.idna", "pkcs11", "rolesanywhere.x509.pkcs11", "asn1crypto",
+    )  # fmt: skip
+    assert not {m for m in loaded if m.startswith(heavy)}
+
+
+def test_credential_process_cache_hit_imports_nothing_heavy(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rolesanywhere.testing.emulator import RolesAnywhereEmulator
+    from rolesanywhere.testing.pki import PKI
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    pki = PKI(name="lazy cache")
+    cert, key = pki.leaf("ec-p256").write(tmp_path, "client")
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(pki.intermediate.cert_pem())
+    with RolesAnywhereEmulator.for_pki(pki) as emu:
+        argv = [
+            "credential-process", "--cache", "--certificate", str(cert), "--private-key", str(key),
+            "--intermediates", str(chain),
+            "--trust-anchor-arn", emu.trust_anchor_arn, "--profile-arn", emu.profile_arn,
+            "--role-arn", emu.role_arn, "--endpoint", emu.url,
+        ]  # fmt: skip
+        _credential_process_modules(argv)  # a miss: fills the cache
+        # What the hit adds to an empty interpreter (an editable install's finder loads pathlib).
+        loaded = _credential_process_modules(argv) - _modules_after("pass")
+        assert emu.calls == 1
+    heavy = (
+        "cryptography", "ssl", "_ssl", "_hashlib", "hashlib", "httpx", "http", "email", "socket",
+        "dataclasses", "inspect", "asyncio", "rolesanywhere.x509", "rolesanywhere.session",
+        "rolesanywhere.credentials", "rolesanywhere.profiles.credfile", "pathlib", "json",
     )  # fmt: skip
     assert not {m for m in loaded if m.startswith(heavy)}

@@ -19,6 +19,7 @@ from rolesanywhere.errors import UsageError
 from rolesanywhere.profiles.settings import (
     PASSWORD_ENV,
     Parser,
+    add_credential_process_flags,
     add_flags,
     add_helper_flags,
     add_unsupported_flags,
@@ -172,7 +173,7 @@ def _lazy(module: str, name: str) -> Callable[..., Any]:
 _SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None] | None]] = {
     "credential-process": (
         "print credentials as the AWS SDKs' credential_process expects",
-        add_helper_flags,
+        add_credential_process_flags,
     ),
     "ship": (
         "follow log files and ship them to OpenSearch Ingestion (replaces Fluent Bit)",
@@ -394,9 +395,20 @@ def _client(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> RolesAny
 def _credential_process(
     args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO
 ) -> int:
-    with _client(args, stdin, stderr) as client:
-        credentials = client.create_session()
-    stdout.write(credentials.to_process_json())
+    from rolesanywhere.profiles.cache import CredentialCache, cache_enabled
+
+    cache = None
+    if cache_enabled(args.cache):  # checked before the identity is loaded: a hit loads nothing
+        warn = lambda text: print(f"{_prog()}: warning: {text}", file=stderr)  # noqa: E731
+        cache = CredentialCache(values_from_args(args), warn=warn)
+    output = cache.get() if cache else None
+    if output is None:
+        with _client(args, stdin, stderr) as client:
+            credentials = client.create_session()
+        output = credentials.to_process_json()
+        if cache:
+            cache.put(credentials)
+    stdout.write(output)
     stdout.flush()
     return 0
 

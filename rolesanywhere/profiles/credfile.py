@@ -40,6 +40,7 @@ __all__ = [
     "expand_home",
     "is_permanent",
     "next_update_in",
+    "replace_file",
     "run_update",
     "update_profile",
     "write_profile",
@@ -204,26 +205,35 @@ def _write_once(path: Path, profile: str, credentials: Credentials) -> None:
         # Bytes that are not UTF-8 survive as they are (surrogateescape both ways).
         text = update_profile(old.decode("utf-8", "surrogateescape"), profile, credentials)
         new = text.encode("utf-8", "surrogateescape")
-        temp = real.with_name(f".{real.name}.{secrets.token_hex(8)}.tmp")
-        fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        renamed = False
-        try:
-            try:
-                os.fchmod(fd, 0o600)
-                _write_all(fd, new)
-                os.fsync(fd)
-                if _read_back(fd, len(new)) != new:
-                    raise OSError(errno.EIO, "the written copy did not read back the same")
-            finally:
-                os.close(fd)
-            os.replace(temp, real)
-            renamed = True
-        finally:
-            if not renamed:
-                temp.unlink(missing_ok=True)
-        _fsync_folder(real.parent, path)
+        replace_file(real, new, shown=path)
     finally:
         os.close(lock_fd)
+
+
+def replace_file(real: Path, data: bytes, *, shown: Path | None = None) -> None:
+    """Replace the file at ``real`` (not a symlink) with ``data``, mode 0600, all or nothing: the
+    bytes go to an unpredictable temporary name beside it (``O_EXCL|O_NOFOLLOW``), are fsynced,
+    read back and compared, then renamed over it, and the folder is fsynced. On failure the
+    temporary file is removed and the old file left as it was (``OSError``;
+    :class:`CredentialsFileError`, naming ``shown``, when only the folder's fsync failed)."""
+    temp = real.with_name(f".{real.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    renamed = False
+    try:
+        try:
+            os.fchmod(fd, 0o600)
+            _write_all(fd, data)
+            os.fsync(fd)
+            if _read_back(fd, len(data)) != data:
+                raise OSError(errno.EIO, "the written copy did not read back the same")
+        finally:
+            os.close(fd)
+        os.replace(temp, real)
+        renamed = True
+    finally:
+        if not renamed:
+            temp.unlink(missing_ok=True)
+    _fsync_folder(real.parent, shown or real)
 
 
 def _fsync_folder(folder: Path, path: Path) -> None:

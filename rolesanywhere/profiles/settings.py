@@ -41,6 +41,7 @@ __all__ = [
     "IdentitySettings",
     "Parser",
     "Setting",
+    "add_credential_process_flags",
     "add_flags",
     "add_helper_flags",
     "add_unsupported_flags",
@@ -339,6 +340,19 @@ def add_helper_flags(parser: argparse.ArgumentParser) -> None:
     add_unsupported_flags(group)
 
 
+def add_credential_process_flags(parser: argparse.ArgumentParser) -> None:
+    """``credential-process``'s flags: :func:`add_helper_flags` and ``--cache`` (see
+    :mod:`rolesanywhere.profiles.cache`), a command-line option, not a library setting
+    (in-process clients keep their credentials)."""
+    add_helper_flags(parser)
+    parser.add_argument(
+        "--cache",
+        action="store_true",
+        help="reuse unexpired credentials from a per-user cache across runs "
+        "(also ROLESANYWHERE_CACHE=1)",
+    )
+
+
 def unsupported_flag(args: argparse.Namespace) -> str | None:
     """The first flag of :data:`UNSUPPORTED_FLAGS` given, if any."""
     for dest, (flag, _) in UNSUPPORTED_FLAGS.items():
@@ -475,7 +489,7 @@ def parse_helper_command(argv: Sequence[str]) -> IdentitySettings | str | None:
     if argv[1] != "credential-process":
         return None
     parser = Parser(prog="aws_signing_helper credential-process", add_help=False)
-    add_helper_flags(parser)
+    add_credential_process_flags(parser)  # --cache accepted; in-process credentials need no cache
     try:
         args = parser.parse_args(list(argv[2:]))
     except UsageError as exc:

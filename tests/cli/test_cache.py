@@ -1,0 +1,170 @@
+"""``credential-process --cache``: a second run asks nobody, a rotated certificate asks again,
+a doubtful cache entry is ignored with a warning, and secrets stay in the 0600 file."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rolesanywhere.testing.emulator import RolesAnywhereEmulator
+from rolesanywhere.testing.pki import PKI
+from tests.cli.test_main import arns, assert_credentials, run, write_identity
+
+
+@pytest.fixture(scope="module")
+def pki() -> PKI:
+    return PKI(name="cache tests")
+
+
+@pytest.fixture
+def emu(pki: PKI) -> Iterator[RolesAnywhereEmulator]:
+    with RolesAnywhereEmulator.for_pki(pki) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "xdg"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    monkeypatch.delenv("ROLESANYWHERE_CACHE", raising=False)
+    return home / "rolesanywhere"
+
+
+def setup(tmp_path: Path, pki: PKI, emu: RolesAnywhereEmulator) -> list[str]:
+    ident = tmp_path / "id"
+    ident.mkdir(exist_ok=True)
+    return ["credential-process", *write_identity(ident, pki.leaf("ec-p256"), pki), *arns(emu)]
+
+
+def entries(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.json"))
+
+
+def assert_no_secret(emu: RolesAnywhereEmulator, out: str, *texts: str) -> None:
+    data = json.loads(out)
+    for text in texts:
+        assert data["SecretAccessKey"] not in text and data["SessionToken"] not in text
+
+
+def test_second_run_makes_no_request(
+    pki: PKI, emu: RolesAnywhereEmulator, tmp_path: Path, cache_home: Path
+) -> None:
+    argv = setup(tmp_path, pki, emu)
+    status, first, err1 = run([*argv, "--cache"])
+    assert status == 0 and err1 == ""
+    assert_credentials(first, emu)
+    assert emu.calls == 1
+    status, second, err2 = run([*argv, "--cache"])
+    assert (status, second, err2) == (0, first, "")  # byte for byte, from the cache
+    assert emu.calls == 1
+    status, _, _ = run(argv, ROLESANYWHERE_CACHE="1")  # the variable does what --cache does
+    assert emu.calls == 1
+    run(argv)  # no cache asked: a request
+    assert emu.calls == 2
+    (entry,) = entries(cache_home)
+    assert stat.S_IMODE(cache_home.stat().st_mode) == 0o700
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o600
+    assert_no_secret(emu, first, err1, err2, entry.name)
+
+
+def test_other_settings_and_rotated_certificate_ask_again(
+    pki: PKI, emu: RolesAnywhereEmulator, tmp_path: Path, cache_home: Path
+) -> None:
+    argv = setup(tmp_path, pki, emu)
+    run([*argv, "--cache"])
+    run([*argv, "--cache", "--session-duration", "1800"])
+    assert emu.calls == 2
+    setup(tmp_path, pki, emu)  # a new leaf written over the same files
+    status, out, err = run([*argv, "--cache"])
+    assert status == 0 and err == ""
+    assert_credentials(out, emu)
+    assert emu.calls == 3
+    run([*argv, "--cache"])
+    assert emu.calls == 3
+    assert len(entries(cache_home)) == 3
+
+
+def test_near_expiry_entry_is_not_served(
+    pki: PKI, emu: RolesAnywhereEmulator, tmp_path: Path, cache_home: Path
+) -> None:
+    import time
+
+    argv = [*setup(tmp_path, pki, emu), "--cache"]
+    run(argv)
+    (entry,) = entries(cache_home)
+    header, output = entry.read_text().split("\n", 1)
+    magic = header.rsplit(" ", 2)[0]  # format and key; then issued and expiry times
+
+    def expires_in(seconds: float) -> None:
+        now = time.time()
+        entry.write_text(f"{magic} {now + seconds - 3600} {now + seconds}\n{output}")
+
+    # 3600 s issued: the margin is 6 minutes (10 %), so 5.5 minutes left is not enough.
+    expires_in(330)
+    run(argv)
+    assert emu.calls == 2
+    (entry,) = entries(cache_home)
+    header, output = entry.read_text().split("\n", 1)
+    expires_in(600)
+    _, out, _ = run(argv)
+    assert emu.calls == 2 and out == output
+
+
+@pytest.mark.parametrize("damage", ["garbage", "other key", "loose mode", "symlink", "foreign"])
+def test_doubtful_entry_is_ignored_with_a_warning_and_replaced(
+    pki: PKI, emu: RolesAnywhereEmulator, tmp_path: Path, cache_home: Path, damage: str
+) -> None:
+    argv = [*setup(tmp_path, pki, emu), "--cache"]
+    run(argv)
+    (entry,) = entries(cache_home)
+    if damage == "garbage":
+        entry.write_bytes(entry.read_bytes()[:-20])  # truncated
+    elif damage == "other key":
+        magic, _, rest = entry.read_text().split(" ", 2)
+        entry.write_text(f"{magic} {'0' * 64} {rest}")
+    elif damage == "loose mode":
+        entry.chmod(0o644)
+    elif damage == "symlink":
+        target = tmp_path / "elsewhere.json"
+        target.write_bytes(entry.read_bytes())
+        target.chmod(0o600)
+        entry.unlink()
+        entry.symlink_to(target)
+    else:
+        if os.getuid() != 0:
+            pytest.skip("changing a file's owner needs root")
+        os.chown(entry, 65534, 65534)
+    status, out, err = run(argv)
+    assert status == 0
+    assert emu.calls == 2, "the doubtful entry was served"
+    assert err.count("\n") == 1 and "warning: ignoring the cache entry" in err, err
+    assert_no_secret(emu, out, err)
+    assert not entry.is_symlink()
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o600 and entry.stat().st_uid == os.getuid()
+    status, again, err = run(argv)  # replaced: served again, quietly
+    assert (status, again, err, emu.calls) == (0, out, "", 2)
+
+
+def test_standard_input_is_not_cached(
+    pki: PKI, emu: RolesAnywhereEmulator, tmp_path: Path, cache_home: Path
+) -> None:
+    argv = setup(tmp_path, pki, emu)
+    argv[argv.index("--intermediates") + 1] = "-"
+    _, _, err = run([*argv, "--cache"])
+    assert "warning: not caching: --intermediates reads standard input" in err
+    assert not cache_home.exists() or not entries(cache_home)
+
+
+def test_loose_folder_is_made_private(
+    pki: PKI, emu: RolesAnywhereEmulator, tmp_path: Path, cache_home: Path
+) -> None:
+    cache_home.mkdir(parents=True, mode=0o755)
+    cache_home.chmod(0o755)
+    status, _, err = run([*setup(tmp_path, pki, emu), "--cache"])
+    assert status == 0 and err == ""
+    assert stat.S_IMODE(cache_home.stat().st_mode) == 0o700
