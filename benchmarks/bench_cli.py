@@ -19,7 +19,9 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Literal
 
+from bench_rows import Rows, add_json_option
 from timed_spawn import read_timing, timed_argv
 
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
@@ -40,10 +42,30 @@ def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     return read_timing(err.decode(errors="replace"))
 
 
+def write_rows(
+    path: str | None, runs: int, medians: dict[str, float], rss: dict[str, float]
+) -> None:
+    rows = Rows("bench_cli")
+    ours = "rolesanywhere (ours)"
+    against: list[tuple[str, Literal["floor", "baseline", "peer"], float | None]] = [
+        ("python -c pass", "floor", 12),
+        ("naive python (floor_helper)", "baseline", None),
+        ("iam-rolesanywhere-session", "peer", 0.35),
+    ]
+    wall = f"cold credential-process, median wall of {runs}"
+    for name, kind, target in against:
+        rows.add(wall, "ms", medians[ours] * 1000, name, kind, medians[name] * 1000, target=target)
+    for name, kind, _ in against:
+        rows.add("cold credential-process, peak RSS", "MB", rss[ours], name, kind, rss[name])
+    rows.add("cold credential-process, peak RSS", "MB", rss[ours], "target", "bound", 40, target=1)
+    rows.write(path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--key-type", default="ec-p256")
+    add_json_option(parser)
     args = parser.parse_args()
 
     # A regular install byte-compiles the package (pip does), as the peer's is; do the same
@@ -118,6 +140,7 @@ def main() -> int:
     ]
     for text, ok, target in checks:
         print(f"{text:<40} target {target:<9} {'met' if ok else 'MISSED'}")
+    write_rows(args.json, args.runs, medians, rss)
     return 0 if all(ok for _, ok, _ in checks) else 1
 
 

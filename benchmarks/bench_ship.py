@@ -40,7 +40,7 @@ deleted at exit.
 
 Targets (issue): ship >= 100,000 events/s on the 1,000,000-line run (median wall time, spawn to
 exit); peak RSS <= 100 MB on a 1 GiB backlog. Exit status 1 when one is missed.
-Run: ``python benchmarks/bench_ship.py [--quick] [--runs 3] [--backlog-gib 1]``.
+Run: ``python benchmarks/bench_ship.py [--quick] [--runs 3] [--backlog-gib 1] [--json PATH]``.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from bench_rows import Rows, add_json_option
 from timed_spawn import read_timing, timed_argv
 
 if TYPE_CHECKING:
@@ -418,6 +419,32 @@ def _load(values: tuple[float, float, float] | None = None) -> str:
     return " ".join(f"{x:.2f}" for x in (values or os.getloadavg()))
 
 
+def write_rows(
+    path: str | None,
+    main_row: Row,
+    floor_row: Row,
+    gzip_rows: list[Row],
+    big_row: Row | None,
+    backlog_gib: float,
+) -> None:
+    out = Rows("bench_ship")
+    measure = f"ship --once of {main_row.lines:,} lines, events/s"
+    out.add(f"{measure} (wall)", "events/s", main_row.rate, "floor, unsigned", "floor",
+            floor_row.rate, better="higher")  # fmt: skip
+    out.add(f"{measure} (steady)", "events/s", main_row.steady, "floor, unsigned", "floor",
+            floor_row.rate, better="higher")  # fmt: skip
+    out.add(f"{measure} (wall)", "events/s", main_row.rate, "target", "bound",
+            TARGET_EVENTS_PER_S, better="higher", target=1)  # fmt: skip
+    if gzip_rows:
+        ship, floor = gzip_rows
+        out.add(f"{measure}, --gzip (wall)", "events/s", ship.rate, "floor --gzip", "floor",
+                floor.rate, better="higher")  # fmt: skip
+    if big_row is not None and big_row.peak_mb is not None:
+        out.add(f"ship --once of a {backlog_gib:g} GiB backlog, peak RSS", "MB", big_row.peak_mb,
+                "target", "bound", TARGET_RSS_MB, target=1)  # fmt: skip
+    out.write(path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--lines", type=int, default=1_000_000, help="lines of the main runs")
@@ -435,6 +462,7 @@ def main() -> int:
         help="concurrent POSTs of the floor (default 1: ship sends one request at a time)",
     )
     parser.add_argument("--no-gzip", action="store_true", help="skip the gzip rows")
+    add_json_option(parser)
     args = parser.parse_args()
 
     import compileall
@@ -530,6 +558,7 @@ def main() -> int:
             if not args.no_gzip:
                 rows += [ship("ship --gzip", log, lines, True, keep=True)]
                 rows += [floor("floor --gzip", True)]
+            gzip_rows = rows[-2:] if not args.no_gzip else []
             for gzip in body_sizes:
                 _bodies(tmp, gzip).unlink()
             big_row: Row | None = None
@@ -579,6 +608,7 @@ def main() -> int:
         verdict = "-" if ok is None else ("met" if ok else "MISSED")
         print(f"{text:<48} target {target:<12} {verdict}")
     print(f"(total {time.perf_counter() - began:.0f} s)")
+    write_rows(args.json, main_row, floor_row, gzip_rows, big_row, args.backlog_gib)
     return 0 if all(ok is not False for _, ok, _ in checks) else 1
 
 

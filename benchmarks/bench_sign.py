@@ -1,15 +1,18 @@
 """CreateSession build+sign time beside the raw ``key.sign`` time, RSA-2048 and EC P-256.
 
-Run: ``python benchmarks/bench_sign.py``. Prints a table; target: build+sign <= raw sign + 30 us.
+Run: ``python benchmarks/bench_sign.py [--json PATH]``. Prints a table; target: build+sign <=
+raw sign + 30 us.
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
 from collections.abc import Callable
 
+from bench_rows import Rows, add_json_option
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from rolesanywhere.session.endpoints import resolve_endpoint
@@ -80,6 +83,10 @@ class _FixedSignature:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    add_json_option(parser)
+    args = parser.parse_args()
+    out = Rows("bench_sign")
     pki = PKI()
     params = SessionParams(trust_anchor_arn=ANCHOR, profile_arn=PROFILE, role_arn=ROLE)
     endpoint = resolve_endpoint("us-east-1")
@@ -101,6 +108,17 @@ def main() -> int:
         ok = alone <= TARGET_OVERHEAD_US
         failed |= not ok
         rows.append((key_type, raw, full, diff, alone, "yes" if ok else "NO"))
+        measure = f"CreateSession build+sign, {key_type}"
+        out.add(measure, "us", full, "raw key.sign", "floor", raw)
+        out.add(
+            f"CreateSession build overhead, {key_type}",
+            "us",
+            alone,
+            "target",
+            "bound",
+            TARGET_OVERHEAD_US,
+            target=1,
+        )
     print(
         f"{'key':<10} {'raw key.sign':>13} {'build+sign':>12} {'difference':>11} "
         f"{'build alone':>12}  <= +30 us"
@@ -113,6 +131,7 @@ def main() -> int:
         "difference: build+sign minus raw sign, per round (noisy for RSA); build alone: the same "
         "request built and signed with a stand-in key whose signature costs nothing"
     )
+    out.write(args.json)
     return 1 if failed else 0
 
 

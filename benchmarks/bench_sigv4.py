@@ -1,8 +1,8 @@
 """SigV4 signing of an OSIS push, ours beside four peers, 1 KiB and 1 MiB bodies, in one run.
 
-Run: ``python benchmarks/bench_sigv4.py``. Prints a table (median µs per signature, ratio to
-ours), then the targets; exits 1 when one is missed or unmeasured (a peer is unavailable) or
-when the signatures disagree.
+Run: ``python benchmarks/bench_sigv4.py [--json PATH]``. Prints a table (median µs per
+signature, ratio to ours), then the targets; exits 1 when one is missed or unmeasured (a peer is
+unavailable) or when the signatures disagree.
 
 Every contender signs an already-built request: ``POST /log/ingest`` to an OSIS pipeline,
 ``Content-Type: application/json``, a JSON array of log records, temporary credentials with an
@@ -52,6 +52,7 @@ the bare sha256 of the body.
 
 from __future__ import annotations
 
+import argparse
 import gc
 import hashlib
 import io
@@ -70,6 +71,7 @@ from typing import Any
 from unittest import mock
 
 import httpx
+from bench_rows import Rows, add_json_option
 
 from rolesanywhere.auth.sigv4auth import SigV4Auth
 from rolesanywhere.credentials import Credentials
@@ -540,7 +542,29 @@ def measure(contenders: list[Contender]) -> None:
 # --- report -----------------------------------------------------------------------------------
 
 
+def write_rows(path: str | None, results: dict[tuple[str, str], float | None]) -> None:
+    rows = Rows("bench_sigv4")
+    targets = {("1 KiB", AWSCRT): TARGET_AWSCRT, ("1 KiB", BOTOCORE): TARGET_BOTOCORE,
+               ("1 MiB", SHA256): TARGET_SHA256}  # fmt: skip
+    peers = (BOTOCORE, WRAPPED, HTTPX_AUTH, AWSCRT, AWSCRT_REUSED)
+    for label, _ in SIZES:
+        for name in (SHA256, *peers):
+            rows.add(
+                f"SigV4 of a {label} OSIS push (SigV4Auth)",
+                "us",
+                results[label, OURS],
+                name,
+                "floor" if name == SHA256 else "peer",
+                results.get((label, name)),
+                target=targets.get((label, name)),
+            )
+    rows.write(path)
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    add_json_option(parser)
+    args = parser.parse_args()
     started = time.perf_counter()
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     token = session_token()
@@ -623,6 +647,7 @@ def main() -> int:
             f"  (1 KiB, for information: ours = {mine / reused:.2f}x awscrt with a reused config)"
         )
     print(f"run time {time.perf_counter() - started:.0f} s")
+    write_rows(args.json, results)
     return 1 if failed else 0
 
 
