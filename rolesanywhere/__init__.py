@@ -15,10 +15,15 @@ stays fast::
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+# errors is tiny and has no dependencies: its exported names need not be listed twice (it also
+# holds internal errors, such as the transport's and the command line's: those are not exported)
+from rolesanywhere import errors as _errors
 
+# No typing (nor importlib) import at run time: every command imports this package first.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from rolesanywhere.auth.boto import (
         attach,
         boto3_session,
@@ -66,10 +71,6 @@ if TYPE_CHECKING:
     from rolesanywhere.x509.identity import Identity
     from rolesanywhere.x509.keys import SigningKey, SoftwareSigningKey
     from rolesanywhere.x509.loader import IdentityLoader
-
-# errors is tiny and has no dependencies: its exported names need not be listed twice (it also
-# holds internal errors, such as the transport's and the command line's: those are not exported)
-from rolesanywhere import errors as _errors
 
 # The one version source: pyproject.toml reads this literal ([tool.setuptools.dynamic]).
 __version__ = "0.1.0"
@@ -155,6 +156,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'rolesanywhere' has no attribute {name!r}")
+    from importlib import import_module
+
     value = getattr(import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value

@@ -21,9 +21,12 @@ read-only; equality, hashing, ``repr``, copying and pickling follow the fields.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from operator import attrgetter
-from typing import Any, ClassVar
+
+TYPE_CHECKING = False  # no typing import at run time: a cold start imports this module
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, ClassVar
 
 __all__ = ["Value"]
 

@@ -128,5 +128,7 @@ def test_credential_process_cache_hit_imports_nothing_heavy(
         "cryptography", "ssl", "_ssl", "_hashlib", "hashlib", "httpx", "http", "email", "socket",
         "dataclasses", "inspect", "asyncio", "rolesanywhere.x509", "rolesanywhere.session",
         "rolesanywhere.credentials", "rolesanywhere.profiles.credfile", "pathlib", "json",
+        "argparse", "typing", "gettext", "rolesanywhere.profiles.argparser",
+        "rolesanywhere.cli.gobool", "rolesanywhere.cli.helpformat",
     )  # fmt: skip
     assert not {m for m in loaded if m.startswith(heavy)}

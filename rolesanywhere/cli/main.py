@@ -5,21 +5,18 @@ A drop-in for the Go ``aws_signing_helper``: same subcommands, flags and output,
 line on stderr with exit status 1, never a traceback.
 
 Start-up time matters (the AWS SDKs run ``credential_process`` on every cold start), so this module
-imports only ``argparse`` and ``sys`` at the top; each command imports what it needs.
+imports only ``sys`` and the light settings table at the top (no ``argparse``, no ``typing``);
+each command imports what it needs. A ``credential-process --cache`` hit is served by
+:mod:`rolesanywhere.cli.cachehit` before any argument parser is built.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
-from rolesanywhere.cli.gobool import go_booleans
 from rolesanywhere.errors import UsageError
 from rolesanywhere.profiles.settings import (
     PASSWORD_ENV,
-    Parser,
     add_credential_process_flags,
     add_flags,
     add_helper_flags,
@@ -30,7 +27,13 @@ from rolesanywhere.profiles.settings import (
     values_from_args,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+    from typing import Any, TextIO, TypeVar
+
+    from rolesanywhere.profiles.argparser import Parser
     from rolesanywhere.session.client import RolesAnywhereClient
     from rolesanywhere.x509.identity import Identity
     from rolesanywhere.x509.keys import SigningKey
@@ -62,20 +65,6 @@ def _shown(exc: BaseException, command: str | None = None) -> str:
         r"-----BEGIN[^\n]*?-----.*?(-----END[^\n]*?-----|$)", "<PEM text>", message, flags=re.S
     )
     return safe_text(text, _MESSAGE_LIMIT)
-
-
-class _Formatter(argparse.HelpFormatter):
-    """Asks the terminal its width itself: argparse would import ``shutil`` (and with it bz2
-    and lzma) for that on every ``add_argument``, a large share of a cold start."""
-
-    def __init__(self, prog: str) -> None:
-        import os
-
-        try:
-            width = os.get_terminal_size(sys.stdout.fileno()).columns
-        except (OSError, ValueError, AttributeError):
-            width = 80
-        super().__init__(prog, width=max(width - 2, 40))
 
 
 #: Printed by the long-running commands when the password came on the command line.
@@ -137,7 +126,9 @@ def _add_read_certificate_flags(parser: argparse.ArgumentParser) -> None:
         help="certificate file (PEM or DER), env:NAME, - for stdin, or a pkcs11: URI (lists the "
         "matching certificates)",
     )
-    add("--debug", action="store_true", help=argparse.SUPPRESS)
+    from argparse import SUPPRESS
+
+    add("--debug", action="store_true", help=SUPPRESS)
     add_flags(parser, names=("pkcs11_lib",))
     add_unsupported_flags(parser, ["cert_selector", "system_store_name"])
 
@@ -222,6 +213,9 @@ def _wanted(argv: Sequence[str]) -> str | None:
 
 
 def _build_parser(prog: str, argv: Sequence[str], *, every: bool = False) -> Parser:
+    from rolesanywhere.cli.helpformat import Formatter as _Formatter
+    from rolesanywhere.profiles.argparser import Parser
+
     parser = Parser(
         prog=prog,
         formatter_class=_Formatter,
@@ -288,7 +282,8 @@ def _identity_loader(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) ->
     return _with_password(args, stdin, stderr, load)
 
 
-_T = TypeVar("_T")
+if TYPE_CHECKING:
+    _T = TypeVar("_T")
 
 
 def _with_password(
@@ -567,6 +562,16 @@ def main(
     prog = _prog()
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
+        if argv[:1] == ["credential-process"]:
+            from rolesanywhere.cli.cachehit import cached_answer
+
+            output = cached_answer(argv[1:])
+            if output is not None:  # the answer _credential_process would print
+                stdout.write(output)
+                stdout.flush()
+                return 0
+        from rolesanywhere.cli.gobool import go_booleans
+
         parser = _build_parser(prog, argv)
         args = parser.parse_args(go_booleans(parser, _wanted(argv), argv))
         if args.command == "version":

@@ -22,10 +22,12 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # no typing import at run time: the hit path imports this module
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
+
     from rolesanywhere.credentials import Credentials
 
 __all__ = ["CACHE_ENV", "CredentialCache", "cache_enabled", "cache_folder", "cache_key", "margin"]

@@ -15,25 +15,33 @@ From it come:
 - the flag that names a parameter in an error message (:func:`flag_namer`: library errors name
   Python parameters, the command line prints its flags).
 
-Adding a setting means adding one :class:`Setting` here. Imports stay light (``argparse`` only):
-the command line imports this module on every cold start.
+Adding a setting means adding one :class:`Setting` here. Imports stay light (no ``argparse``, no
+``typing`` at run time): the command line imports this module on every run, and a
+``credential-process --cache`` hit reads its flags from :data:`SETTINGS`
+(:func:`simple_credential_process_values`) without building an argument parser.
+:class:`Parser` is imported (with ``argparse``) on first use.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
-from rolesanywhere.errors import InvalidParameterError, UsageError, parameter
 from rolesanywhere.values import Value
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any, Literal
+
+    from rolesanywhere.profiles.argparser import Parser
     from rolesanywhere.session.client import RolesAnywhereClient
 
+    Kind = Literal["text", "int", "float", "switch", "negated"]
+    Target = Literal["loader", "client"]
+
 __all__ = [
+    "CACHE_FLAG",
     "HELPER_NAMES",
     "PASSWORD_ENV",
     "SETTINGS",
@@ -48,6 +56,7 @@ __all__ = [
     "flag_namer",
     "parse_helper_command",
     "program_name",
+    "simple_credential_process_values",
     "split",
     "unsupported_flag",
     "values_from_args",
@@ -56,8 +65,8 @@ __all__ = [
 #: Environment variable holding the private key's password (read when no password is given).
 PASSWORD_ENV = "ROLESANYWHERE_PKCS8_PASSWORD"  # noqa: S105 - a variable name
 
-Kind = Literal["text", "int", "float", "switch", "negated"]
-Target = Literal["loader", "client"]
+#: ``credential-process``'s flag asking for the per-user cache (:mod:`.cache`).
+CACHE_FLAG = "--cache"
 
 
 class Setting(Value):
@@ -131,6 +140,25 @@ class Setting(Value):
     def dest(self, *, ship: bool = False) -> str:
         """The attribute of the parsed arguments."""
         return self.alias if ship and self.alias is not None else self.name
+
+    @property
+    def switch(self) -> bool:
+        """The flag takes no value (``"switch"`` or ``"negated"``)."""
+        return self.kind in ("switch", "negated")
+
+    def flag_default(self, *, ship: bool = False) -> object:
+        """The value when the flag is not given (``ship=True``: ``None``)."""
+        if ship:
+            return None
+        return self.kind != "switch" if self.switch else self.default
+
+    def flag_value(self, text: str | None) -> object:
+        """The value the flag gives: ``text`` converted (``ValueError`` when it is not one), or
+        a switch's (``text`` is ``None``)."""
+        if self.switch:
+            return self.kind == "switch"
+        assert text is not None
+        return _TYPES[self.kind](text)
 
 
 _ARN = "arn:aws:rolesanywhere:us-east-1:111122223333"
@@ -263,32 +291,13 @@ def flag_namer(*, ship: bool = False) -> Callable[[str], str]:
 # --- argparse -------------------------------------------------------------------------------------
 
 
-class Parser(argparse.ArgumentParser):
-    """An argument parser that takes no abbreviations and raises :class:`UsageError`."""
+def __getattr__(name: str) -> object:
+    # Parser subclasses argparse's: imported when first used, not with this module.
+    if name == "Parser":
+        from rolesanywhere.profiles.argparser import Parser
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # No abbreviations: "--trust" must not quietly mean "--trust-anchor-arn" (the Go helper
-        # accepts only whole flag names, and a prefix can change meaning when flags are added).
-        kwargs["allow_abbrev"] = False
-        super().__init__(*args, **kwargs)
-
-    #: The subcommand's parser, when one is named: unknown flags are reported by the top parser.
-    command: argparse.ArgumentParser | None = None
-
-    def error(self, message: str) -> NoReturn:
-        prog = self.prog
-        if message.startswith("unrecognized arguments") and self.command is not None:
-            prog = self.command.prog
-            known = [f for a in self.command._actions for f in a.option_strings]
-            for word in message.partition(":")[2].split():
-                name = word.partition("=")[0]
-                matches = [f for f in known if name.startswith("--") and f.startswith(name)]
-                if matches:
-                    message += (
-                        f": flags are not abbreviated, did you mean {' or '.join(matches[:3])}?"
-                    )
-                    break
-        raise UsageError(f"{message} (see '{prog} --help')")
+        return Parser
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _TYPES: dict[Kind, Callable[[str], object]] = {"text": str, "int": int, "float": float}
@@ -308,12 +317,11 @@ def add_flags(
     """
     for setting in SETTINGS if names is None else [_BY_NAME[n] for n in names]:
         options: dict[str, Any] = {"dest": setting.dest(ship=ship), "help": setting.help}
-        if setting.kind in ("switch", "negated"):
-            on = setting.kind == "switch"
-            options.update(action="store_const", const=on, default=None if ship else not on)
+        options.update(default=setting.flag_default(ship=ship))
+        if setting.switch:
+            options.update(action="store_const", const=setting.flag_value(None))
         else:
             options.update(type=_TYPES[setting.kind], metavar=setting.metavar)
-            options.update(default=None if ship else setting.default)
             options.update(required=setting.required and not ship)
         add_to.add_argument(setting.flag_for(ship=ship), **options)
 
@@ -322,6 +330,8 @@ def add_unsupported_flags(
     add_to: argparse.ArgumentParser | argparse._ArgumentGroup, names: Sequence[str] | None = None
 ) -> None:
     """Accept the Go helper's flags of :data:`UNSUPPORTED_FLAGS` (hidden from ``--help``)."""
+    import argparse
+
     for dest in UNSUPPORTED_FLAGS if names is None else names:
         flag, switch = UNSUPPORTED_FLAGS[dest]
         if switch:
@@ -346,11 +356,49 @@ def add_credential_process_flags(parser: argparse.ArgumentParser) -> None:
     (in-process clients keep their credentials)."""
     add_helper_flags(parser)
     parser.add_argument(
-        "--cache",
+        CACHE_FLAG,
         action="store_true",
         help="reuse unexpired credentials from a per-user cache across runs "
         "(also ROLESANYWHERE_CACHE=1)",
     )
+
+
+def simple_credential_process_values(words: Sequence[str]) -> tuple[dict[str, Any], bool] | None:
+    """``credential-process``'s arguments (``words``, after the subcommand) read without
+    ``argparse``, when they are plainly :data:`SETTINGS` flags (``--flag VALUE``,
+    ``--flag=VALUE``, a bare switch) and :data:`CACHE_FLAG`, each at most once, the required
+    ones given: (every setting's value by Python name, as :func:`values_from_args` gives them;
+    whether :data:`CACHE_FLAG` was given). ``None`` for anything else (another flag, an
+    abbreviation, ``--help``, a switch with a value, a value starting with ``-``, a repeated
+    flag, a value that does not convert, a missing one): the argument parser decides those."""
+    by_flag = {setting.flag: setting for setting in SETTINGS}
+    values = {setting.name: setting.flag_default() for setting in SETTINGS}
+    given: set[str] = set()
+    cache = False
+    i = 0
+    while i < len(words):
+        word = words[i]
+        i += 1
+        if word == CACHE_FLAG and not cache:
+            cache = True
+            continue
+        flag, equals, text = word.partition("=")
+        setting = by_flag.get(flag)
+        if setting is None or flag in given or (setting.switch and equals):
+            return None
+        given.add(flag)
+        if not setting.switch and not equals:
+            if i == len(words) or words[i].startswith("-"):
+                return None
+            text = words[i]
+            i += 1
+        try:
+            values[setting.name] = setting.flag_value(None if setting.switch else text)
+        except ValueError:
+            return None
+    if any(s.required and s.flag not in given for s in SETTINGS):
+        return None
+    return values, cache
 
 
 def unsupported_flag(args: argparse.Namespace) -> str | None:
@@ -442,6 +490,8 @@ class IdentitySettings:
     def validate(self) -> None:
         """Check ARNs, regions, duration, session name and timeout without any I/O (raises
         :class:`~rolesanywhere.errors.InvalidParameterError`)."""
+        from rolesanywhere.errors import InvalidParameterError, parameter
+
         if not str(self.certificate or "").strip():
             raise InvalidParameterError(
                 f"{parameter('certificate')} is empty: pass a certificate file"
@@ -474,6 +524,8 @@ class IdentitySettings:
 
 def program_name(path: str) -> str:
     """The executable's file name, without its directory (``/`` or ``\\``)."""
+    import re
+
     return re.split(r"[\\/]", path)[-1]
 
 
@@ -488,6 +540,9 @@ def parse_helper_command(argv: Sequence[str]) -> IdentitySettings | str | None:
         return None
     if argv[1] != "credential-process":
         return None
+    from rolesanywhere.errors import UsageError
+    from rolesanywhere.profiles.argparser import Parser
+
     parser = Parser(prog="aws_signing_helper credential-process", add_help=False)
     add_credential_process_flags(parser)  # --cache accepted; in-process credentials need no cache
     try:

@@ -168,3 +168,59 @@ def test_loose_folder_is_made_private(
     status, _, err = run([*setup(tmp_path, pki, emu), "--cache"])
     assert status == 0 and err == ""
     assert stat.S_IMODE(cache_home.stat().st_mode) == 0o700
+
+
+def test_hit_fast_path_prints_what_the_parser_path_prints(
+    pki: PKI, emu: RolesAnywhereEmulator, tmp_path: Path, cache_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from rolesanywhere.cli import cachehit
+
+    argv = setup(tmp_path, pki, emu)
+    status, first, _ = run([*argv, "--cache"])  # a miss fills the cache
+    assert status == 0 and emu.calls == 1
+    # --flag=VALUE and --flag VALUE, in any order, are the same key
+    joined = [argv[0], *(f"{a}={b}" for a, b in zip(argv[1::2], argv[2::2], strict=True))]
+    for words in ([*argv[1:], "--cache"], ["--cache", *joined[:0:-1]]):
+        assert cachehit.cached_answer(words) == first
+    assert cachehit.cached_answer(argv[1:]) is None  # the cache not asked
+    monkeypatch.setenv("ROLESANYWHERE_CACHE", "1")
+    assert cachehit.cached_answer(argv[1:]) == first
+    monkeypatch.delenv("ROLESANYWHERE_CACHE")
+    fast = run([*argv, "--cache"])
+    monkeypatch.setattr(cachehit, "cached_answer", lambda words: None)
+    slow = run([*argv, "--cache"])  # argparse and _credential_process
+    assert fast == slow == (0, first, "")
+    assert emu.calls == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda a: [*a, "--cache", "--cache"],  # repeated
+        lambda a: [*a, "--cache", "--debug"],  # a flag that is no setting
+        lambda a: [*a, "--cache", "--with-proxy=false"],  # Go's boolean syntax
+        lambda a: [*a, "--cache", "--help"],
+        lambda a: [*a, "--cach"],  # an abbreviation
+        lambda a: [*a, "--cache", "--session-duration", "soon"],  # not an int
+        lambda a: [*a, "--cache", "--region"],  # its value missing
+        lambda a: [*a, "--cache", "--region", "--endpoint=x"],  # a flag where a value goes
+        lambda a: [*a, "--cache", "--role-arn", a[a.index("--role-arn") + 1]],  # given twice
+        lambda a: [*a[: a.index("--role-arn")], *a[a.index("--role-arn") + 2 :], "--cache"],
+        lambda a: [*a, "--cache", "extra"],  # a positional word
+        lambda a: [*a, "--cache", "--cert-selector", "x"],  # not supported here
+    ],
+)
+def test_unusual_forms_go_through_the_parser(
+    pki: PKI, emu: RolesAnywhereEmulator, tmp_path: Path, cache_home: Path,
+    monkeypatch: pytest.MonkeyPatch, change: object,
+) -> None:  # fmt: skip
+    from rolesanywhere.cli import cachehit
+
+    argv = setup(tmp_path, pki, emu)
+    assert run([*argv, "--cache"])[0] == 0  # the cache holds the answer
+    words = change(argv[1:])  # type: ignore[operator]
+    assert cachehit.cached_answer(words) is None
+    fast = run([argv[0], *words])
+    monkeypatch.setattr(cachehit, "cached_answer", lambda words: None)
+    assert run([argv[0], *words]) == fast  # what the parser path alone does
