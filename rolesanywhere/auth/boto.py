@@ -167,6 +167,7 @@ def _refreshing(
     options: dict[str, Any],
 ) -> tuple[Any, str]:
     """The botocore credentials for a new client, and the Roles Anywhere region."""
+    from rolesanywhere.retry import LONG_RUNNING
     from rolesanywhere.session.client import RolesAnywhereClient
 
     client = RolesAnywhereClient(
@@ -174,7 +175,7 @@ def _refreshing(
         trust_anchor_arn=trust_anchor_arn,
         profile_arn=profile_arn,
         role_arn=role_arn,
-        **options,
+        **{"retry": LONG_RUNNING, **options},
     )
     refreshing = RefreshingCredentials(client, clock=clock, close_source=True)
     account = Arn.parse(client.config.params.role_arn, what="role ARN").account

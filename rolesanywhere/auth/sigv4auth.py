@@ -226,11 +226,13 @@ class SigV4Auth(httpx.Auth):
         """
         import inspect
 
+        from rolesanywhere.retry import LONG_RUNNING
         from rolesanywhere.session.client import RolesAnywhereClient
         from rolesanywhere.x509.loader import IdentityLoader
 
         own = inspect.signature(cls.__init__).parameters
         options = {name: settings.pop(name) for name in list(settings) if name in own}
+        settings.setdefault("retry", LONG_RUNNING)  # throttles: the refresher backs off
         client = RolesAnywhereClient(
             IdentityLoader(certificate, private_key, intermediates, password),
             region=rolesanywhere_region,

@@ -30,11 +30,14 @@ from rolesanywhere.profiles.settings import (
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     import argparse
+    import threading
     from collections.abc import Callable, Sequence
+    from datetime import datetime
     from typing import Any, TextIO, TypeVar
 
     from rolesanywhere.profiles.argparser import Parser
     from rolesanywhere.session.client import RolesAnywhereClient
+    from rolesanywhere.session.refresh import RefreshingCredentials
     from rolesanywhere.x509.identity import Identity
     from rolesanywhere.x509.keys import SigningKey
     from rolesanywhere.x509.loader import IdentityLoader
@@ -304,9 +307,12 @@ def _with_password(
         return load(_capped_password(typed, "the terminal"))
 
 
-def _client(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> RolesAnywhereClient:
+def _client(
+    args: argparse.Namespace, stdin: TextIO, stderr: TextIO, *, long_running: bool = False
+) -> RolesAnywhereClient:
     """The CreateSession client the identity flags describe (the identity loaded on first use,
-    after the ARNs and flags were validated)."""
+    after the ARNs and flags were validated). ``long_running`` (``serve``, ``update``): a
+    throttle is not retried at once, the caller's jittered backoff takes over."""
     from rolesanywhere.session.client import RolesAnywhereClient
     from rolesanywhere.session.transport import StdlibTransport, resolve_verify
 
@@ -328,8 +334,13 @@ def _client(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> RolesAny
     def debug(text: str) -> None:
         print(text, file=stderr)
 
+    retry = None
+    if long_running:
+        from rolesanywhere.retry import LONG_RUNNING
+
+        retry = LONG_RUNNING
     return RolesAnywhereClient(
-        _Lazy(), **settings, transport=transport, debug=debug if args.debug else None
+        _Lazy(), **settings, transport=transport, debug=debug if args.debug else None, retry=retry
     )
 
 
@@ -362,7 +373,7 @@ def _update(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: Tex
 
     _warn_password_flag(args, stderr)
     stop = threading.Event()
-    with stop_on_signals(stop), _client(args, stdin, stderr) as client:
+    with stop_on_signals(stop), _client(args, stdin, stderr, long_running=True) as client:
         return run_update(
             client.create_session,
             credentials_file_path(),
@@ -417,9 +428,12 @@ def _serve(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: Text
     container_token = os.environ.get("AWS_CONTAINER_AUTHORIZATION_TOKEN") or None
     _warn_password_flag(args, stderr)
     stop = threading.Event()
-    with stop_on_signals(stop), _client(args, stdin, stderr) as client:
+    with stop_on_signals(stop), _client(args, stdin, stderr, long_running=True) as client:
         credentials = RefreshingCredentials(client)
-        credentials.get()  # fail now, with one line, if the set-up is wrong
+        # Fail now, with one line, if the set-up is wrong; wait out throttles (a boot storm).
+        if not _first_credentials(credentials, stop, stderr):
+            credentials.close()
+            return 0
         core = ImdsCore(
             role_name_from_arn(args.role_arn), credentials.get, container_token=container_token
         )
@@ -448,6 +462,36 @@ def _serve(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: Text
         finally:
             credentials.close()
     return 0
+
+
+def _first_credentials(
+    credentials: RefreshingCredentials,
+    stop: threading.Event,
+    stderr: TextIO,
+    clock: Callable[[], datetime] | None = None,
+) -> bool:
+    """Get ``serve``'s first credentials; while the account's quota throttles the call, say so
+    and try again when the refresher's jittered backoff ends. ``False``: asked to stop."""
+    from datetime import UTC, datetime
+
+    from rolesanywhere.errors import ThrottlingError, safe_text
+
+    now = clock or (lambda: datetime.now(UTC))
+    while True:
+        try:
+            credentials.get()
+            return True
+        except ThrottlingError as exc:
+            due = credentials.next_refresh
+            wait = 1.0 if due is None else (due - now()).total_seconds()
+            wait = max(0.1, wait)
+            print(
+                f"{_prog()}: throttled ({safe_text(exc.message)}); trying again in {wait:.3g} s",
+                file=stderr,
+                flush=True,
+            )
+            if stop.wait(wait):
+                return False
 
 
 def _sign_string(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:

@@ -159,9 +159,13 @@ def credential_source_for_identity(
     region: str | None = None,
     description: str | None = None,
 ) -> CredentialProvider:
-    """A provider calling CreateSession in-process with ``settings`` (validated first)."""
+    """A provider calling CreateSession in-process with ``settings`` (validated first), for
+    long-running callers: a throttle is left to their refresher's backoff
+    (:data:`~rolesanywhere.retry.LONG_RUNNING`)."""
+    from rolesanywhere.retry import LONG_RUNNING
+
     settings.validate()
-    client = settings.client(environ=environ)
+    client = settings.client(environ=environ, retry=LONG_RUNNING)
     return CredentialProvider(
         client.create_session,
         kind="rolesanywhere",

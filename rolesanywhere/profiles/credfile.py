@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import re
 import secrets
 import time
@@ -32,6 +33,7 @@ from rolesanywhere.errors import (
     ServiceError,
     safe_text,
 )
+from rolesanywhere.retry import full_jitter
 from rolesanywhere.session.protocol import is_retryable_status
 
 __all__ = [
@@ -254,12 +256,17 @@ def _fsync_folder(folder: Path, path: Path) -> None:
         ) from None
 
 
-def next_update_in(credentials: Credentials, now: datetime | None = None) -> float:
-    """Seconds until the profile should be refreshed: five minutes before expiry, at least 10 s
-    from now (``inf`` for credentials that do not expire)."""
+def next_update_in(
+    credentials: Credentials,
+    now: datetime | None = None,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Seconds until the profile should be refreshed: between five and ten minutes before
+    expiry, drawn with ``rand`` so that hosts started together drift apart (``rand`` 1: five
+    minutes, as before), at least 10 s from now (``inf`` for credentials that never expire)."""
     if credentials.expiration is None:
         return float("inf")
-    due = credentials.expiration - REFRESH_BEFORE
+    due = credentials.expiration - REFRESH_BEFORE * (2.0 - rand())
     return max((due - (now or datetime.now(UTC))).total_seconds(), 10.0)
 
 
@@ -283,11 +290,13 @@ def run_update(
     wait: Callable[[float], bool],
     err: TextIO,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    rand: Callable[[], float] = random.random,
 ) -> int:
     """Fetch credentials and write them, then again before each expiry, until ``wait`` returns
     ``True`` (asked to stop) or, with ``once``, after the first write. A failed fetch or write
-    is reported on ``err`` and retried with backoff (up to a minute); with ``once``, or when
-    no retry can fix it (:func:`is_permanent`), it is raised. Returns the exit status."""
+    is reported on ``err`` and retried with full-jitter backoff (``rand``; up to a minute), so a
+    fleet that failed together does not retry together; with ``once``, or when no retry can
+    fix it (:func:`is_permanent`), it is raised. Returns the exit status."""
     failures = 0
     while True:
         try:
@@ -297,9 +306,9 @@ def run_update(
             if once or is_permanent(exc):
                 raise
             failures += 1
-            delay = min(60.0, 2.0**failures)
+            delay = full_jitter(failures, 2.0, 60.0, rand)
             print(
-                f"update failed ({safe_text(exc)}); trying again in {delay:g} s",
+                f"update failed ({safe_text(exc)}); trying again in {delay:.3g} s",
                 file=err,
                 flush=True,
             )
@@ -315,5 +324,5 @@ def run_update(
         )
         if once:
             return 0
-        if wait(next_update_in(credentials, clock())):
+        if wait(next_update_in(credentials, clock(), rand)):
             return 0

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from typing import Any, Literal
 
     from rolesanywhere.profiles.argparser import Parser
+    from rolesanywhere.retry import RetryPolicy
     from rolesanywhere.session.client import RolesAnywhereClient
 
     Kind = Literal["text", "int", "float", "switch", "negated"]
@@ -505,10 +506,13 @@ class IdentitySettings:
         shown = describe(self.certificate) if self.certificate else None
         return f"IAM Roles Anywhere (certificate {shown}, role {self.role_arn})"
 
-    def client(self, *, environ: Mapping[str, str] | None = None) -> RolesAnywhereClient:
+    def client(
+        self, *, environ: Mapping[str, str] | None = None, retry: RetryPolicy | None = None
+    ) -> RolesAnywhereClient:
         """A :class:`~rolesanywhere.session.client.RolesAnywhereClient` over an
         :class:`~rolesanywhere.x509.identity.IdentityLoader` (files re-read when they change).
-        Nothing is read until the first call."""
+        Nothing is read until the first call. ``retry``: the client's retry policy
+        (long-running callers pass :data:`~rolesanywhere.retry.LONG_RUNNING`)."""
         from rolesanywhere.session.client import RolesAnywhereClient
         from rolesanywhere.x509.loader import IdentityLoader
 
@@ -516,7 +520,7 @@ class IdentitySettings:
         if loader["password"] is None:
             env = os.environ if environ is None else environ
             loader["password"] = env.get(PASSWORD_ENV) or None
-        return RolesAnywhereClient(IdentityLoader(**loader), **client)
+        return RolesAnywhereClient(IdentityLoader(**loader), **client, retry=retry)
 
 
 # --- the aws_signing_helper command line ----------------------------------------------------------

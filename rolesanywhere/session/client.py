@@ -22,15 +22,18 @@ from rolesanywhere.errors import (
     NetworkError,
     RequestTimeoutError,
     RolesAnywhereError,
+    ThrottlingError,
     TransportFailure,
     parameter,
 )
-from rolesanywhere.retry import RetryPolicy
+from rolesanywhere.ratelimit import AdaptiveRateLimiter
+from rolesanywhere.retry import RetryPolicy, parse_retry_after
 from rolesanywhere.session.endpoints import Endpoint, resolve_endpoint
 from rolesanywhere.session.protocol import (
     SessionParams,
     SignedRequest,
     build_create_session_request,
+    header_value,
     is_retryable_status,
     parse_create_session_response,
     service_error,
@@ -98,6 +101,7 @@ class ClientConfig(Value):
         "proxy_from_env",
         "debug",
         "clock",
+        "rate_limiter",
     )
 
     identity: Identity | IdentitySource
@@ -110,6 +114,7 @@ class ClientConfig(Value):
     proxy_from_env: bool
     debug: Callable[[str], None] | None
     clock: Callable[[], float]
+    rate_limiter: AdaptiveRateLimiter | None
 
     def __init__(
         self,
@@ -123,10 +128,11 @@ class ClientConfig(Value):
         proxy_from_env: bool = True,
         debug: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        rate_limiter: AdaptiveRateLimiter | None = None,
     ) -> None:
         super().__init__(
             identity, params, endpoint, timeout, connect_timeout, retry or RetryPolicy(),
-            verify, proxy_from_env, debug, clock,
+            verify, proxy_from_env, debug, clock, rate_limiter,
         )  # fmt: skip
 
     def current_identity(self) -> Identity:
@@ -163,12 +169,24 @@ def attempt_timeout(timeout: float, max_attempts: int) -> float:
 
 def _session_flow(config: ClientConfig) -> _Flow:
     """The whole CreateSession exchange, with retries, as a sans-I/O generator."""
-    deadline = config.clock() + config.timeout
+    start = config.clock()
+    deadline = start + config.timeout
     policy = config.retry
+    limiter = config.rate_limiter
     per_attempt = attempt_timeout(config.timeout, policy.max_attempts)
     last_error: RolesAnywhereError | None = None
     out_of_time = False  # stopped for want of time, not of attempts
-    for attempt in range(1, policy.max_attempts + 1):
+    throttles = 0
+    attempt = 0
+    while True:
+        attempt += 1
+        if limiter is not None:
+            wait = limiter.acquire()
+            if wait > 0:
+                if config.clock() + wait >= deadline:
+                    out_of_time = True
+                    break
+                yield _Sleep(wait)
         remaining = min(per_attempt, deadline - config.clock())
         if remaining <= 0:
             out_of_time = True
@@ -179,12 +197,21 @@ def _session_flow(config: ClientConfig) -> _Flow:
         if config.debug is not None:
             config.debug(_describe(request))
         outcome = yield _Send(request, remaining, min(config.connect_timeout, remaining))
+        asked_wait: float | None = None
+        throttled = False
         if isinstance(outcome, Answer):
             if config.debug is not None:
                 config.debug(f"---- response: HTTP {outcome.status} (attempt {attempt}) ----")
-            if 200 <= outcome.status < 300 or not is_retryable_status(outcome.status):
+            ok = 200 <= outcome.status < 300
+            if ok or not is_retryable_status(outcome.status):
+                if limiter is not None:
+                    limiter.record(throttled=False)
                 return parse_create_session_response(outcome.status, outcome.headers, outcome.body)
             last_error = service_error(outcome.status, outcome.headers, outcome.body)
+            throttled = isinstance(last_error, ThrottlingError)
+            asked_wait = parse_retry_after(header_value(outcome.headers, "retry-after"))
+            if limiter is not None:
+                limiter.record(throttled=throttled)
         elif outcome is None:
             raise RuntimeError("the CreateSession flow needs an outcome for each request")
         elif outcome.timed_out:
@@ -196,14 +223,19 @@ def _session_flow(config: ClientConfig) -> _Flow:
             last_error = NetworkError(_failure_message(config.endpoint.url, outcome))
         if config.debug is not None:
             config.debug(f"---- attempt {attempt} failed: {last_error} ----")
-        if attempt == policy.max_attempts:
+        throttles += throttled
+        if attempt >= policy.attempts_for(throttled):
             break
-        pause = policy.delay(attempt)
+        pause = policy.delay(attempt, throttled=throttled)
+        if asked_wait is not None:
+            pause = max(pause, asked_wait)
         if config.clock() + pause >= deadline:
             out_of_time = True
             break
         yield _Sleep(pause)
-    if (
+    if isinstance(last_error, ThrottlingError):
+        _note_throttles(last_error, throttles, attempt, config.clock() - start)
+    elif (
         last_error is None
         or (isinstance(last_error, RequestTimeoutError) and out_of_time)
         or (isinstance(last_error, NetworkError) and config.clock() >= deadline)
@@ -213,6 +245,12 @@ def _session_flow(config: ClientConfig) -> _Flow:
             f"check the endpoint, or raise {_TIMEOUT_FIX}"
         )
     raise last_error
+
+
+def _note_throttles(error: ThrottlingError, throttles: int, attempts: int, spent: float) -> None:
+    """Say in ``error`` how often this call was throttled, before its hint."""
+    tried = f"throttled on {throttles} of {attempts} attempts in {spent:.1f} s"
+    error.hint = f"{tried}: {error.hint}" if error.hint else tried
 
 
 _TIMEOUT_FIX = parameter("timeout")
@@ -249,6 +287,7 @@ class _ClientBase(Generic[_T]):
         proxy_from_env: bool = True,
         debug: Callable[[str], None] | None = None,
         transport: _T | None = None,
+        rate_limiter: AdaptiveRateLimiter | None = None,
     ) -> None:
         _check_identity(identity)
         _check_seconds("timeout", timeout)
@@ -277,6 +316,7 @@ class _ClientBase(Generic[_T]):
             verify=verify,
             proxy_from_env=proxy_from_env,
             debug=debug,
+            rate_limiter=rate_limiter,
         )
         self.attempts = 0
         """How many HTTP requests the last :meth:`create_session` call sent."""
@@ -341,8 +381,13 @@ class RolesAnywhereClient(_ClientBase[SyncTransport]):
     """Exchange an X.509 identity for temporary credentials, synchronously.
 
     Retries 429, 5xx, connection errors and timeouts (``retry``, 3 attempts by default) with a
-    fresh signature each time; ``timeout`` bounds the whole call, retries and waits included,
-    and one attempt may take at most half of it (all of it when ``max_attempts`` is 1).
+    fresh signature each time, after full-jitter waits (longer ones after a throttle, and at
+    least what a ``Retry-After`` header asks); ``timeout`` bounds the whole call, retries and
+    waits included, and one attempt may take at most half of it (all of it when
+    ``max_attempts`` is 1). A call that stays throttled raises
+    :class:`~rolesanywhere.errors.ThrottlingError` saying how often and what to do.
+    ``rate_limiter`` (an :class:`~rolesanywhere.ratelimit.AdaptiveRateLimiter`, which clients
+    and threads of one process may share) slows the calls down once the service throttles.
     ``transport`` defaults to httpx; pass a
     :class:`~rolesanywhere.session.transport.StdlibTransport`
     for a faster start in one-shot processes.

@@ -392,6 +392,15 @@ def service_error(
     )
 
 
+#: What to do about a throttled CreateSession (the account's quota is shared by every host).
+THROTTLING_HINT = (
+    "the account is over its CreateSession quota (10 calls per second per region unless AWS "
+    "raised it), which every host and process with this account shares: share one session per "
+    "host (the credential cache, --cache, or serve), let long-running agents refresh for you, "
+    "spread scheduled jobs, or ask AWS for a higher quota (docs/fleet.md)"
+)
+
+
 def _hint(cls: type[ServiceError], status: int, message: str) -> str | None:
     """What to check for an error answer, when its kind tells."""
     if status >= 500:
@@ -399,6 +408,8 @@ def _hint(cls: type[ServiceError], status: int, message: str) -> str | None:
             "the service failed on its side (the call was retried): try again later, and "
             f"if it persists check {parameter('endpoint')}"
         )
+    if issubclass(cls, ThrottlingError):
+        return THROTTLING_HINT
     if issubclass(cls, AccessDeniedError) and "untrusted signing certificate" in message.lower():
         return (
             "if an intermediate CA issued the certificate, pass its certificates with "

@@ -12,12 +12,19 @@ Refresh windows, counted back from the expiry, for a session of lifetime ``L`` (
 time the credentials were obtained):
 
 - **advisory**: ``max(MIN_REMAINING, min(15 min, L/4))`` before expiry. One caller refreshes
-  while everyone else keeps getting the current credentials at once. A failure keeps the current
-  credentials, logs a warning (logger ``rolesanywhere.session.refresh``) and waits a backoff (10 s,
+  while everyone else keeps getting the current credentials at once. Each set of credentials
+  draws its own refresh point, uniformly in the later half of the window (``W/2`` to ``W``
+  before expiry), so hosts that started together drift apart instead of calling CreateSession
+  together every hour. A failure keeps the current credentials, logs a warning (logger
+  ``rolesanywhere.session.refresh``) and waits a full-jitter backoff (uniform below 10 s,
   doubling, at most 2 min) before the next advisory attempt.
 - **mandatory**: :data:`MIN_REMAINING` (60 s) before expiry, and also when there are no
   credentials yet or after :meth:`~RefreshingCredentials.invalidate`. Callers wait for the one
-  refresh; if it fails, each of them gets the source's exception.
+  refresh; if it fails, each of them gets the source's exception. After a *throttle*
+  (:class:`~rolesanywhere.errors.ThrottlingError`: the account's shared quota is spent), callers
+  get that exception at once until the backoff ends, so a busy process cannot turn its callers
+  into a retry storm: :attr:`~RefreshingCredentials.next_refresh` says when the next attempt
+  may start.
 
 The issue asked for a mandatory window of ``min(1 min, L/10)`` *and* for no request ever to be
 signed with credentials less than 60 s from expiry. ``min(1 min, L/10)`` never exceeds 60 s, so
@@ -37,6 +44,7 @@ import contextvars
 import inspect
 import logging
 import math
+import random
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
@@ -46,7 +54,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeAlias, TypeVar, Union
 
 from rolesanywhere.credentials import Credentials
-from rolesanywhere.errors import CredentialsError, safe_text
+from rolesanywhere.errors import CredentialsError, ThrottlingError, safe_text
+from rolesanywhere.retry import full_jitter
 
 if TYPE_CHECKING:
     import asyncio
@@ -58,6 +67,7 @@ __all__ = [
     "ADVISORY_BACKOFF_MAX",
     "ADVISORY_MAX",
     "MIN_REMAINING",
+    "REFRESH_SPREAD",
     "CredentialSource",
     "RefreshWindows",
     "RefreshingCredentials",
@@ -74,6 +84,9 @@ ADVISORY_MAX = 900.0
 ADVISORY_BACKOFF_BASE = 10.0
 #: Longest wait between advisory attempts.
 ADVISORY_BACKOFF_MAX = 120.0
+#: The refresh point is drawn in the last ``REFRESH_SPREAD`` of the advisory window and after:
+#: uniformly from ``W * (1 - REFRESH_SPREAD)`` to ``W`` before expiry.
+REFRESH_SPREAD = 0.5
 
 CredentialSource: TypeAlias = Union[  # forward references: ``|`` would fail at runtime
     Credentials,
@@ -228,8 +241,9 @@ class RefreshingCredentials:
     :meth:`close` closes the source on that loop. The source must not call back into this
     object.
 
-    ``clock`` (timezone-aware ``datetime``) is read for every decision; :attr:`refreshes` and
-    :attr:`failures` count source calls that returned usable credentials or failed.
+    ``clock`` (timezone-aware ``datetime``) is read for every decision; ``rand`` (uniform in
+    [0, 1)) draws the refresh points and backoffs; :attr:`refreshes` and :attr:`failures` count
+    source calls that returned usable credentials or failed.
     """
 
     def __init__(
@@ -238,8 +252,10 @@ class RefreshingCredentials:
         *,
         clock: Callable[[], datetime] | None = None,
         close_source: bool = False,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self._clock: Callable[[], datetime] = clock or _utcnow
+        self._rand = rand
         self._to_close: object = (
             None if isinstance(source, Credentials) or not close_source else source
         )
@@ -249,6 +265,10 @@ class RefreshingCredentials:
         self._static = isinstance(source, Credentials)
         self._current: Credentials | None = source if isinstance(source, Credentials) else None
         self._windows = refresh_windows(math.inf)
+        #: Seconds before expiry at which this set of credentials is refreshed (jittered).
+        self._refresh_left = self._windows.advisory
+        #: The last throttle, while its backoff runs: mandatory callers get it at once.
+        self._throttled: ThrottlingError | None = None
         self._invalidated = False
         #: (credentials, until when they may be handed out without the lock): the common case.
         self._fast: tuple[Credentials, datetime] | None = None
@@ -346,6 +366,23 @@ class RefreshingCredentials:
             return self._current
 
     @property
+    def next_refresh(self) -> datetime | None:
+        """When :meth:`get` would next call the source: the jittered refresh point of the
+        credentials held, or the end of a backoff (``None``: static credentials, or credentials
+        that never expire). Agents and simulations wait until then instead of polling."""
+        with self._lock:
+            if self._static:
+                return None
+            backoff = self._next_advisory
+            if self._inflight is not None or self._current is None or self._invalidated:
+                due = self._clock()
+            elif self._current.expiration is None:
+                return None
+            else:
+                due = self._current.expiration - timedelta(seconds=self._refresh_left)
+            return max(due, backoff) if backoff is not None else due
+
+    @property
     def refreshes(self) -> int:
         """Source calls that returned usable credentials."""
         return self._refreshes
@@ -439,11 +476,13 @@ class RefreshingCredentials:
                 if usable is not None:
                     return _Plan(credentials=usable)
                 return _Plan(wait=self._inflight)
+            backing_off = self._next_advisory is not None and now < self._next_advisory
             if usable is not None:
-                advisory_due = usable.seconds_left(now) <= self._windows.advisory
-                backing_off = self._next_advisory is not None and now < self._next_advisory
+                advisory_due = usable.seconds_left(now) <= self._refresh_left
                 if not advisory_due or backing_off:
                     return _Plan(credentials=usable)
+            elif backing_off and self._throttled is not None:
+                raise self._throttled
             future: concurrent.futures.Future[Credentials] = concurrent.futures.Future()
             # RUNNING: a waiter's cancelled wrap_future() cannot cancel the shared future.
             future.set_running_or_notify_cancel()
@@ -549,19 +588,23 @@ class RefreshingCredentials:
             old = self._current
             if fresh is not None:
                 self._current = fresh
-                self._windows = refresh_windows(fresh.seconds_left(now))
-                self._fast = (fresh, _hand_out_until(fresh, self._windows.advisory))
+                self._windows = windows = refresh_windows(fresh.seconds_left(now))
+                spread = 1.0 - REFRESH_SPREAD * (1.0 - self._rand())
+                self._refresh_left = max(windows.mandatory, windows.advisory * spread)
+                self._fast = (fresh, _hand_out_until(fresh, self._refresh_left))
                 self._invalidated = False
                 self._next_advisory = None
+                self._throttled = None
                 self._streak = 0
                 self._refreshes += 1
             else:
                 self._failures += 1
                 self._streak += 1
-                backoff = min(
-                    ADVISORY_BACKOFF_MAX, ADVISORY_BACKOFF_BASE * 2.0 ** (self._streak - 1)
+                backoff = full_jitter(
+                    self._streak, ADVISORY_BACKOFF_BASE, ADVISORY_BACKOFF_MAX, self._rand
                 )
                 self._next_advisory = now + timedelta(seconds=backoff)
+                self._throttled = error if isinstance(error, ThrottlingError) else None
                 kept = self._usable(now) if advisory else None
         if error is not None:
             hide = (old.secret_access_key, old.session_token) if old is not None else ()

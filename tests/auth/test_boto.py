@@ -204,7 +204,7 @@ def test_failed_refresh_keeps_still_valid_credentials_and_says_so(
 ) -> None:
     credentials = faked.get_credentials()
     first = credentials.get_frozen_credentials()
-    clock.advance(700)  # 200 s left: advisory
+    clock.advance(800)  # 100 s left: advisory, past every jittered refresh point (W/2 = 112 s)
     rolesanywhere_emulator.fail_next(1, status=500)
     with caplog.at_level(logging.WARNING, logger="rolesanywhere.session.refresh"):
         assert credentials.get_frozen_credentials() == first

@@ -488,3 +488,36 @@ def test_update_stops_on_an_error_no_retry_can_fix(
     err = one_line_error(status, out, err)
     assert "HTTP 403" in err and waits == [] and emulator.calls == calls + 1
     assert not target.exists()
+
+
+def test_serve_waits_out_throttles_at_start_as_the_refresher_says() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from rolesanywhere.cli.main import _first_credentials
+
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+
+    class Refresher:
+        calls = 0
+        next_refresh = now + timedelta(seconds=7.5)
+
+        def get(self) -> None:
+            self.calls += 1
+            if self.calls < 3:
+                raise errors.ThrottlingError("Rate exceeded", status=429)
+
+    class Stop:
+        def __init__(self) -> None:
+            self.waits: list[float] = []
+
+        def wait(self, seconds: float) -> bool:
+            self.waits.append(seconds)
+            return False
+
+    refresher, stop, err = Refresher(), Stop(), io.StringIO()
+    assert _first_credentials(refresher, stop, err, clock=lambda: now)  # type: ignore[arg-type]
+    assert refresher.calls == 3 and stop.waits == [7.5, 7.5]
+    assert err.getvalue().count("throttled (Rate exceeded); trying again in 7.5 s") == 2
+    stop.wait = lambda seconds: True  # type: ignore[method-assign]
+    refresher.calls = 0
+    assert not _first_credentials(refresher, stop, err, clock=lambda: now)  # type: ignore[arg-type]

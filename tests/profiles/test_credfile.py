@@ -184,11 +184,22 @@ def test_credentials_file_path_follows_the_environment(tmp_path: Path) -> None:
     assert credentials_file_path({}) == Path.home() / ".aws" / "credentials"
 
 
-def test_refresh_five_minutes_before_expiry() -> None:
-    assert next_update_in(CREDS, NOW) == 55 * 60
+def test_refresh_five_to_ten_minutes_before_expiry() -> None:
+    assert next_update_in(CREDS, NOW, lambda: 1.0) == 55 * 60
+    assert next_update_in(CREDS, NOW, lambda: 0.0) == 50 * 60
+    assert next_update_in(CREDS, NOW, lambda: 0.5) == 52.5 * 60
     soon = Credentials("A", "s", "t", NOW + timedelta(minutes=2))
     assert next_update_in(soon, NOW) == 10.0
     assert next_update_in(Credentials("A", "s"), NOW) == float("inf")
+
+
+def test_hosts_that_update_together_drift_apart() -> None:
+    import random
+
+    rng = random.Random(7)
+    points = sorted(next_update_in(CREDS, NOW, rng.random) for _ in range(1000))
+    assert points[0] >= 50 * 60 and points[-1] <= 55 * 60
+    assert points[-1] - points[0] > 4.5 * 60  # spread over the five minutes, not bunched
 
 
 def test_run_update_refreshes_retries_and_stops(tmp_path: Path) -> None:
@@ -211,7 +222,9 @@ def test_run_update_refreshes_retries_and_stops(tmp_path: Path) -> None:
         return not answers  # stop once every answer was used
 
     err = io.StringIO()
-    status = run_update(fetch, path, "default", once=False, wait=wait, err=err, clock=lambda: NOW)
+    status = run_update(
+        fetch, path, "default", once=False, wait=wait, err=err, clock=lambda: NOW, rand=lambda: 1.0
+    )
     assert status == 0
     assert waits == [55 * 60, 2.0, 25 * 60]
     assert "aws_access_key_id = ASIATWO" in path.read_text()
@@ -254,6 +267,10 @@ def test_run_update_stops_on_errors_no_retry_can_fix(error: RolesAnywhereError) 
     assert caught.value is error and waits == [] and err.getvalue() == ""
 
 
+def half() -> float:
+    return 0.5
+
+
 @pytest.mark.parametrize("error", TRANSIENT, ids=lambda e: type(e).__name__)
 def test_run_update_retries_errors_that_may_clear(error: RolesAnywhereError) -> None:
     waits: list[float] = []
@@ -266,8 +283,9 @@ def test_run_update_retries_errors_that_may_clear(error: RolesAnywhereError) -> 
         return len(waits) >= 7
 
     err = io.StringIO()
-    assert run_update(fetch, Path("unused"), "default", once=False, wait=wait, err=err) == 0
-    assert waits == [2, 4, 8, 16, 32, 60, 60]
+    update = run_update
+    assert update(fetch, Path("unused"), "default", once=False, wait=wait, err=err, rand=half) == 0
+    assert waits == [1, 2, 4, 8, 16, 30, 30]  # full jitter (here half) of 2, 4, ... up to 60 s
     assert err.getvalue().count("update failed") == 7
 
 

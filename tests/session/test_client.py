@@ -28,7 +28,7 @@ PROFILE = (
 )
 ROLE = "arn:aws:iam::123456789012:role/test"
 URL = "https://rolesanywhere.us-east-1.amazonaws.com/sessions"
-FAST = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
+FAST = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002, throttle_base_delay=0.001)
 
 OK_BODY = {
     "credentialSet": [

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -36,6 +37,14 @@ from rolesanywhere.x509.identity import Identity
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 ONE_ATTEMPT = RetryPolicy(max_attempts=1)
+
+
+def Unjittered(*args: Any, **kw: Any) -> RefreshingCredentials:
+    """The refresher with its random draws at 1.0: refresh at the start of the advisory window
+    and backoffs at their ceilings, so these tests can name the exact instants (the jitter has
+    its own tests in test_refresh_jitter.py)."""
+    kw.setdefault("rand", lambda: 1.0)
+    return RefreshingCredentials(*args, **kw)
 
 
 class FakeClock:
@@ -137,7 +146,7 @@ def test_refresh_windows(lifetime: float, advisory: float, mandatory: float) -> 
 def test_windows_drive_the_refreshes(lifetime: int) -> None:
     clock = FakeClock()
     source = FakeSource(clock, lifetime)
-    creds = RefreshingCredentials(source, clock=clock)
+    creds = Unjittered(source, clock=clock)
     first = creds.get()
     advisory = refresh_windows(lifetime).advisory
 
@@ -158,8 +167,13 @@ def test_windows_drive_the_refreshes(lifetime: int) -> None:
     clock.advance(advisory - MIN_REMAINING - 1)  # 61 s left, backoff long over
     assert creds.get() is second
     assert source.calls == 4
-    # ...where callers get the error instead of credentials with 60 s or less.
+    # ...where callers get the error instead of credentials with 60 s or less: at once, while
+    # the throttle's backoff (20 s after the failure 1 s ago) runs, then from a new attempt.
     clock.advance(1)
+    with pytest.raises(errors.ThrottlingError):
+        creds.get()
+    assert (source.calls, creds.refreshes, creds.failures) == (4, 2, 2)
+    clock.advance(19)
     with pytest.raises(errors.ThrottlingError):
         creds.get()
     assert (source.calls, creds.refreshes, creds.failures) == (5, 2, 3)
@@ -168,7 +182,7 @@ def test_windows_drive_the_refreshes(lifetime: int) -> None:
 def test_900s_session_is_not_refreshed_on_every_call() -> None:
     clock = FakeClock()
     source = FakeSource(clock, 900)
-    creds = RefreshingCredentials(source, clock=clock)
+    creds = Unjittered(source, clock=clock)
     for _ in range(100):  # 100 calls over 300 s
         assert creds.get().seconds_left(clock()) > 600
         clock.advance(3)
@@ -181,7 +195,7 @@ def test_900s_session_is_not_refreshed_on_every_call() -> None:
 def test_advisory_failure_keeps_credentials_and_warns(caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
     source = FakeSource(clock, 3600)
-    creds = RefreshingCredentials(source, clock=clock)
+    creds = Unjittered(source, clock=clock)
     first = creds.get()
     clock.advance(3600 - 900)
     # A careless source that puts a secret in its error message: the log must not repeat it.
@@ -204,7 +218,7 @@ def test_advisory_failure_keeps_credentials_and_warns(caplog: pytest.LogCaptureF
 def test_advisory_backoff_after_failure() -> None:
     clock = FakeClock()
     source = FakeSource(clock, 3600)
-    creds = RefreshingCredentials(source, clock=clock)
+    creds = Unjittered(source, clock=clock)
     first = creds.get()
     clock.advance(3600 - 900)
     source.fail = errors.NetworkError("cannot reach the endpoint")
@@ -230,7 +244,7 @@ def test_advisory_backoff_after_failure() -> None:
 def test_backoff_does_not_delay_a_mandatory_refresh() -> None:
     clock = FakeClock()
     source = FakeSource(clock, 900)
-    creds = RefreshingCredentials(source, clock=clock)
+    creds = Unjittered(source, clock=clock)
     first = creds.get()
     clock.advance(900 - 70)  # 70 s left: advisory
     source.fail = errors.NetworkError("down")
@@ -247,7 +261,7 @@ def test_mandatory_failure_raises_the_source_error(use_async: bool) -> None:
     clock = FakeClock()
     source = FakeSource(clock)
     source.fail = errors.AccessDeniedError("Untrusted Signing Certificate", status=403)
-    creds = RefreshingCredentials(source, clock=clock)
+    creds = Unjittered(source, clock=clock)
     with pytest.raises(errors.AccessDeniedError, match="Untrusted"):
         asyncio.run(creds.aget()) if use_async else creds.get()
     # No backoff without credentials: the next caller tries again.
@@ -261,7 +275,7 @@ def test_mandatory_failure_reaches_every_waiter() -> None:
     source = FakeSource(clock)
     source.gate = gate = threading.Event()
     source.fail = errors.ServiceError("Internal server error", status=500)
-    creds = RefreshingCredentials(source, clock=clock)
+    creds = Unjittered(source, clock=clock)
 
     async def tasks() -> list[object]:
         return await asyncio.gather(*(creds.aget() for _ in range(20)), return_exceptions=True)
@@ -286,14 +300,14 @@ def test_mandatory_failure_reaches_every_waiter() -> None:
 def test_short_lived_or_wrong_results_are_refused() -> None:
     clock = FakeClock()
     source = FakeSource(clock, lifetime=60)
-    creds = RefreshingCredentials(source, clock=clock)
+    creds = Unjittered(source, clock=clock)
     with pytest.raises(errors.CredentialsError, match="expire in 60 s"):
         creds.get()
-    wrong = RefreshingCredentials(lambda: "not credentials", clock=clock)  # type: ignore[arg-type]
+    wrong = Unjittered(lambda: "not credentials", clock=clock)  # type: ignore[arg-type]
     with pytest.raises(errors.CredentialsError, match="returned str"):
         wrong.get()
     with pytest.raises(TypeError, match="not int"):
-        RefreshingCredentials(42)  # type: ignore[arg-type]
+        Unjittered(42)  # type: ignore[arg-type]
 
 
 # --- invalidation -----------------------------------------------------------------------------
@@ -302,7 +316,7 @@ def test_short_lived_or_wrong_results_are_refused() -> None:
 def test_invalidate_forces_one_refresh() -> None:
     clock = FakeClock()
     source = FakeSource(clock)
-    creds = RefreshingCredentials(source, clock=clock)
+    creds = Unjittered(source, clock=clock)
     assert not creds.invalidate()  # nothing to invalidate yet
     first = creds.get()
     assert creds.invalidate(first)
@@ -317,7 +331,7 @@ def test_invalidate_forces_one_refresh() -> None:
 def test_invalidate_during_a_refresh_joins_it() -> None:
     clock = FakeClock()
     source = FakeSource(clock)
-    creds = RefreshingCredentials(source, clock=clock)
+    creds = Unjittered(source, clock=clock)
     first = creds.get()
     source.gate = gate = threading.Event()
     source.started.clear()
@@ -345,13 +359,13 @@ def test_invalidate_during_a_refresh_joins_it() -> None:
 def test_static_credentials_are_never_refreshed() -> None:
     clock = FakeClock()
     forever = Credentials("AKIASTATIC", "static-secret")
-    creds = RefreshingCredentials(forever, clock=clock)
+    creds = Unjittered(forever, clock=clock)
     assert creds.get() is forever
     assert asyncio.run(creds.aget()) is forever
     assert not creds.invalidate(forever)
     assert creds.get() is forever
     expiring = Credentials("ASIASTATIC", "s", "t", expiration=T0 + timedelta(seconds=120))
-    creds = RefreshingCredentials(expiring, clock=clock)
+    creds = Unjittered(expiring, clock=clock)
     assert creds.get() is expiring
     clock.advance(60)
     with pytest.raises(errors.CredentialsError, match="cannot be refreshed"):
@@ -396,7 +410,7 @@ def _kinds(source: FakeSource) -> dict[str, object]:
 def test_every_source_kind_from_both_worlds(kind: str, caller: str) -> None:
     clock = FakeClock()
     source = FakeSource(clock)
-    with RefreshingCredentials(_kinds(source)[kind], clock=clock) as creds:  # type: ignore[arg-type]
+    with Unjittered(_kinds(source)[kind], clock=clock) as creds:  # type: ignore[arg-type]
 
         async def twice() -> tuple[Credentials, Credentials, str]:
             first = await creds.aget()
@@ -421,7 +435,7 @@ def test_aget_does_not_block_the_loop_on_a_sync_source() -> None:
     clock = FakeClock()
     source = FakeSource(clock)
     source.gate = gate = threading.Event()
-    creds = RefreshingCredentials(source, clock=clock)
+    creds = Unjittered(source, clock=clock)
 
     async def main() -> int:
         pending = asyncio.ensure_future(creds.aget())
@@ -441,7 +455,7 @@ def test_sync_get_inside_a_running_loop_does_not_deadlock() -> None:
     clock = FakeClock()
     source = AsyncFakeSource(clock)
     source.gate = gate = threading.Event()
-    creds = RefreshingCredentials(source, clock=clock)
+    creds = Unjittered(source, clock=clock)
 
     async def main() -> tuple[Credentials, Credentials]:
         leader = asyncio.ensure_future(creds.aget())
@@ -462,7 +476,7 @@ def test_cancelled_leader_does_not_cancel_the_refresh(source_type: type[FakeSour
     clock = FakeClock()
     source = source_type(clock)
     source.gate = gate = threading.Event()
-    creds = RefreshingCredentials(source, clock=clock)
+    creds = Unjittered(source, clock=clock)
 
     async def main() -> list[Credentials]:
         leader = asyncio.ensure_future(creds.aget())
@@ -491,7 +505,7 @@ def test_close_during_an_async_refresh_fails_the_waiters() -> None:
         await asyncio.sleep(30)
         raise AssertionError("not reached")
 
-    creds = RefreshingCredentials(stuck)
+    creds = Unjittered(stuck)
     with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
         waiters = [pool.submit(creds.get) for _ in range(3)]
         assert started.wait(5)
@@ -506,7 +520,7 @@ def test_close_during_an_async_refresh_fails_the_waiters() -> None:
 
 def test_repr_shows_no_secret() -> None:
     clock = FakeClock()
-    creds = RefreshingCredentials(FakeSource(clock), clock=clock)
+    creds = Unjittered(FakeSource(clock), clock=clock)
     assert "access_key_id=None" in repr(creds)
     got = creds.get()
     text = repr(creds)
@@ -523,7 +537,7 @@ def test_never_hands_out_credentials_with_60_s_or_less_simulated() -> None:
     for lifetime in (900, 3600, 43200):
         clock = FakeClock()
         source = FakeSource(clock, lifetime)
-        creds = RefreshingCredentials(source, clock=clock)
+        creds = Unjittered(source, clock=clock)
         advisory = refresh_windows(lifetime).advisory
         served = refused = 0
         closest = math.inf
@@ -588,7 +602,7 @@ def refresher(
 ) -> Iterator[RefreshingCredentials]:
     with (
         client_for(rolesanywhere_emulator, identity) as client,
-        RefreshingCredentials(client, clock=shared_clock) as creds,
+        Unjittered(client, clock=shared_clock) as creds,
     ):
         yield creds
 
@@ -708,7 +722,7 @@ def test_emulator_async_client_from_several_loops_and_threads(
         duration_seconds=900,
         retry=ONE_ATTEMPT,
     )
-    creds = RefreshingCredentials(client, close_source=True)
+    creds = Unjittered(client, close_source=True)
     seen: list[Credentials] = []
 
     def in_new_loop() -> Credentials:
