@@ -9,6 +9,11 @@ SigV4 requests against (:meth:`RolesAnywhereEmulator.lookup`)::
 
 Checks, in order (the first failure answers):
 
+0. A fault queued by :meth:`RolesAnywhereEmulator.fail_next`; then the ``quota`` (a
+   :class:`~rolesanywhere.testing.quota.Quota` shared by all clients, off by default): a call
+   over it is answered 429 ``ThrottlingException`` "Rate exceeded" before anything else is looked
+   at, as the service throttles before doing the work, so every CreateSession request counts
+   against it, badly signed ones included.
 1. ``Authorization`` present and well formed, algorithm ``AWS4-X509-RSA-SHA256`` or
    ``AWS4-X509-ECDSA-SHA256``; scope ``<serial>/<date>/<region>/rolesanywhere/aws4_request`` with
    the date of ``X-Amz-Date``, this emulator's region; the required headers signed (403).
@@ -23,14 +28,18 @@ Checks, in order (the first failure answers):
 5. The profile lists the role and accepts the session name and duration (403 / 400).
 
 Errors carry ``X-Amzn-ErrorType`` and ``{"message": …}``; every answer has ``x-amzn-RequestId``.
+The service sends no ``Retry-After``; ``retry_after=True`` adds one to quota 429s (the seconds
+until a call would pass, rounded up).
 """
 
 from __future__ import annotations
 
 import base64
+import math
 import secrets
 import string
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -63,6 +72,7 @@ from rolesanywhere.testing.emulator_records import (
     TrustAnchor,
 )
 from rolesanywhere.testing.pki import IssuedCert
+from rolesanywhere.testing.quota import Quota, QuotaCounter, QuotaSecond, QuotaStats
 
 if TYPE_CHECKING:
     from rolesanywhere.session.client import AsyncRolesAnywhereClient, RolesAnywhereClient
@@ -74,6 +84,7 @@ __all__ = [
     "DEFAULT_ACCOUNT_ID",
     "IssuedCredentials",
     "Profile",
+    "Quota",
     "RecordedRequest",
     "Role",
     "RolesAnywhereEmulator",
@@ -110,6 +121,12 @@ class RolesAnywhereEmulator(ServedEmulator):
     ``clock`` returns the current time (timezone-aware) and is read for every request; tests may
     replace :attr:`clock` at any time. Configure with :meth:`add_trust_anchor`, :meth:`add_role`,
     :meth:`add_profile` (before or after :meth:`start`), or use :meth:`for_pki`.
+
+    ``quota`` (:class:`~rolesanywhere.testing.quota.Quota`, or :meth:`set_quota` later) limits
+    CreateSession calls across all clients: over it, 429 ``ThrottlingException``; with
+    ``retry_after`` the 429 also carries ``Retry-After``. ``monotonic`` (seconds) is the quota's
+    clock: inject a fake one to drive it. :attr:`accepted`, :attr:`throttled`,
+    :meth:`quota_stats` and :meth:`quota_history` count the calls it admitted and refused.
     """
 
     _LABEL = "emulator"
@@ -124,6 +141,9 @@ class RolesAnywhereEmulator(ServedEmulator):
         clock: Callable[[], datetime] | None = None,
         account_id: str = DEFAULT_ACCOUNT_ID,
         host: str = "127.0.0.1",
+        quota: Quota | None = None,
+        retry_after: bool = False,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(host, tls)
         self.region = region
@@ -142,6 +162,10 @@ class RolesAnywhereEmulator(ServedEmulator):
         self._calls = 0
         self._successes = 0
         self._defaults: dict[str, str] = {}
+        #: The quota's decisions and counts (:class:`~rolesanywhere.testing.quota.QuotaCounter`).
+        self.quota_counter = QuotaCounter(quota, clock=monotonic)
+        #: Add ``Retry-After`` (whole seconds, rounded up) to quota 429s; the service does not.
+        self.retry_after = retry_after
 
     # --- configuration --------------------------------------------------------------------------
 
@@ -155,11 +179,13 @@ class RolesAnywhereEmulator(ServedEmulator):
         clock: Callable[[], datetime] | None = None,
         role_name: str = "test-role",
         duration_seconds: int = MAX_DURATION,
+        **options: Any,
     ) -> RolesAnywhereEmulator:
         """An emulator trusting ``pki.root`` with one role and one profile allowing it.
 
         ``tls=True`` serves HTTPS with ``pki.server_cert()``. The ARNs are in
-        :attr:`trust_anchor_arn`, :attr:`profile_arn` and :attr:`role_arn`.
+        :attr:`trust_anchor_arn`, :attr:`profile_arn` and :attr:`role_arn`. ``options`` go to
+        the constructor (``quota``, ``retry_after``, ``monotonic``, ``account_id``).
         """
         server_cert: IssuedCert | None
         if tls is True:
@@ -168,7 +194,7 @@ class RolesAnywhereEmulator(ServedEmulator):
             server_cert = None
         else:
             server_cert = tls
-        emu = cls(region, tls=server_cert, clock=clock)
+        emu = cls(region, tls=server_cert, clock=clock, **options)
         if server_cert is not None:
             emu.tls_ca_pem = pki.trust_anchor_pem()
         anchor = emu.add_trust_anchor(pki.root)
@@ -259,6 +285,40 @@ class RolesAnywhereEmulator(ServedEmulator):
             self._faults.extend([status] * n)
 
     @property
+    def quota(self) -> Quota | None:
+        """The CreateSession quota in force (``None``: unlimited)."""
+        limit = self.quota_counter.limit
+        return limit if isinstance(limit, Quota) else None
+
+    def set_quota(self, rate: float | Quota | None, burst: float | None = None) -> None:
+        """Limit CreateSession to ``rate`` calls a second with bursts of ``burst`` (default:
+        ``rate``), starting full; ``set_quota(None)`` lifts the limit. Counts are kept."""
+        if rate is None or isinstance(rate, Quota):
+            self.quota_counter.set_limit(rate)
+        else:
+            self.quota_counter.set_limit(Quota(rate, rate if burst is None else burst))
+
+    @property
+    def accepted(self) -> int:
+        """CreateSession calls the quota let through (all of them without a quota); they
+        are then checked as usual, so :attr:`successes` may be fewer."""
+        return self.quota_counter.stats().accepted
+
+    @property
+    def throttled(self) -> int:
+        """CreateSession calls answered 429 by the quota (not those of :meth:`fail_next`)."""
+        return self.quota_counter.stats().throttled
+
+    def quota_stats(self) -> QuotaStats:
+        """Accepted and throttled calls at once, consistently."""
+        return self.quota_counter.stats()
+
+    def quota_history(self) -> list[QuotaSecond]:
+        """Accepted and throttled calls per second of the ``monotonic`` clock, from the first
+        call to the last (quiet seconds included): CreateSession's rate over time."""
+        return self.quota_counter.history()
+
+    @property
     def calls(self) -> int:
         """CreateSession requests received, failed ones included."""
         with self._lock:
@@ -277,15 +337,16 @@ class RolesAnywhereEmulator(ServedEmulator):
             return list(self._requests)
 
     def reset(self) -> None:
-        """Forget counters, recorded requests, pending faults and the delay.
+        """Forget counters (the quota's too), recorded requests, pending faults and the delay.
 
-        Trust anchors, profiles, roles and issued credentials are kept.
+        Trust anchors, profiles, roles, issued credentials and the quota in force are kept.
         """
         with self._lock:
             self._calls = 0
             self._successes = 0
             self._requests.clear()
             self._faults.clear()
+        self.quota_counter.reset()
         self.delay = 0.0
 
     def client(self, identity: Identity, **options: Any) -> RolesAnywhereClient:
@@ -364,6 +425,11 @@ class RolesAnywhereEmulator(ServedEmulator):
             if is_session:
                 self._calls += 1
                 fault = self._faults.pop(0) if self._faults else None
+        # The quota decides on arrival, before the delay and any other check (see the module).
+        throttled = is_session and fault is None and not self.quota_counter.admit()
+        retry_after = None
+        if throttled and self.retry_after:
+            retry_after = str(math.ceil(self.quota_counter.wait_time()))
         if self.delay > 0 and self._stopping.wait(self.delay):
             return None
         if not is_session:
@@ -371,6 +437,10 @@ class RolesAnywhereEmulator(ServedEmulator):
         if fault is not None:
             error_type, message = _FAULT_TYPES.get(fault, ("ServiceException", f"HTTP {fault}"))
             return self._error(fault, error_type, message)
+        if throttled:
+            error_type, message = _FAULT_TYPES[429]
+            extra = [("Retry-After", retry_after)] if retry_after is not None else []
+            return self._error(429, error_type, message, extra)
         if body is None:
             return self._error(413, "ValidationException", "Request body is too large")
         try:
@@ -396,8 +466,11 @@ class RolesAnywhereEmulator(ServedEmulator):
         )
         return json_answer(status, payload, headers)
 
-    def _error(self, status: int, error_type: str, message: str) -> _Answer:
-        return self._json(status, {"message": message}, [("X-Amzn-ErrorType", error_type)])
+    def _error(
+        self, status: int, error_type: str, message: str, extra: Sequence[tuple[str, str]] = ()
+    ) -> _Answer:
+        headers = [("X-Amzn-ErrorType", error_type), *extra]
+        return self._json(status, {"message": message}, headers)
 
     def _create_session(self, request: RecordedRequest) -> dict[str, Any]:
         auth = parse_authorization(request, self.region)

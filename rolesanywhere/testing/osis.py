@@ -51,7 +51,11 @@ checked in this order, the first failure answering:
 7. with ``persistent_buffering=True``, an uncompressed body over ``persistent_chunk_bytes``
    (1 MiB) is re-split into chunks and every event whose own JSON exceeds that size is dropped
    *silently*, still answering 200 (counted in :attr:`OsisEmulator.dropped_events`);
-8. 200 ``200 OK``. Data Prepper errors have plain-text bodies.
+8. with a ``capacity`` (:class:`~rolesanywhere.testing.quota.Capacity`: a buffer of ``buffer``
+   events drained at ``events_per_second``), a request with more events than the whole buffer
+   is 413 (it never fits), and one whose events do not fit in the free space now is 429 (plain
+   text, ``Retry-After`` only with ``retry_after=True``); either way nothing is stored;
+9. 200 ``200 OK``. Data Prepper errors have plain-text bodies.
 
 Accepted events get ``@timestamp`` (ISO 8601 UTC with milliseconds, from the event's ``date``
 when it is epoch seconds or an ISO 8601 string, else the receive time) and go to the index named by
@@ -69,6 +73,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -85,6 +90,7 @@ from rolesanywhere.testing._server import (
     text_answer,
 )
 from rolesanywhere.testing.emulator import RecordedRequest
+from rolesanywhere.testing.osis_capacity import PipelineCapacity
 from rolesanywhere.testing.osis_ingest import (
     DEFAULT_INDEX,
     DEFAULT_PATH,
@@ -114,6 +120,7 @@ from rolesanywhere.testing.osis_verifier import (
     as_lookup,
 )
 from rolesanywhere.testing.pki import IssuedCert
+from rolesanywhere.testing.quota import Capacity
 
 __all__ = [
     "DEFAULT_INDEX",
@@ -123,6 +130,7 @@ __all__ = [
     "MAX_JSON_VALUES",
     "PERSISTENT_CHUNK_BYTES",
     "AcceptedBatch",
+    "Capacity",
     "CredentialLookup",
     "CredentialRecord",
     "CredentialRegistry",
@@ -152,7 +160,7 @@ _REQ, _ACC, _EVENTS, _BYTES, _BYTES_ACC, _DROPPED, _RESPLIT, _QUERIES = range(
 )  # OsisEmulator._counts
 
 
-class OsisEmulator(ServedEmulator):
+class OsisEmulator(PipelineCapacity, ServedEmulator):
     """An OpenSearch Ingestion pipeline endpoint on ``127.0.0.1``, plain HTTP or TLS.
 
     ``credentials``: a ``RolesAnywhereEmulator`` (or any object with ``lookup(akid)``), a
@@ -162,6 +170,9 @@ class OsisEmulator(ServedEmulator):
     current time (timezone-aware) and is read once per request; tests may replace :attr:`clock`.
     ``database`` is ``":memory:"`` or a file path. The database stays readable after
     :meth:`stop`; :meth:`close` (and leaving the ``with`` block) stops and closes it.
+    ``capacity`` (or :meth:`set_capacity`) bounds the pipeline's buffer (429 when a request does
+    not fit); ``monotonic`` (seconds) is its clock, injectable; :meth:`capacity_stats` and
+    :meth:`capacity_history` count requests and events accepted and throttled.
     """
 
     _LABEL = "OSIS emulator"
@@ -198,6 +209,9 @@ class OsisEmulator(ServedEmulator):
         clock: Callable[[], datetime] | None = None,
         host: str = "127.0.0.1",
         query_service: str | None = None,
+        capacity: Capacity | None = None,
+        retry_after: bool = False,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if verify_signatures and credentials is None:
             raise ValueError("verify_signatures=True needs credentials= (a registry or lookup)")
@@ -253,6 +267,7 @@ class OsisEmulator(ServedEmulator):
         self._rejections: deque[Rejection] = deque(maxlen=1000)
         self._requests: list[tuple[RecordedRequest, int]] = []
         self._store = DocumentStore(database)
+        self._init_capacity(capacity, retry_after, monotonic)
 
     # --- configuration and fault injection --------------------------------------------------------
 
@@ -332,7 +347,8 @@ class OsisEmulator(ServedEmulator):
             return list(self._requests)
 
     def reset(self, *, clear_store: bool = False) -> None:
-        """Forget counters, batches, rejections, recorded requests and the script.
+        """Forget counters (the capacity's too), batches, rejections, recorded requests and the
+        script.
 
         The stored documents stay unless ``clear_store``. The fault generator is not reseeded.
         """
@@ -343,6 +359,7 @@ class OsisEmulator(ServedEmulator):
             self._rejections.clear()
             self._requests.clear()
             self._script.clear()
+        self.capacity_counter.reset()
         if clear_store:
             self._store.clear()
 
@@ -537,6 +554,9 @@ class OsisEmulator(ServedEmulator):
         chunks, dropped = 1, 0
         if self.persistent_buffering and len(content) > self.persistent_chunk_bytes:
             events, raws, chunks, dropped = resplit(events, raws, self.persistent_chunk_bytes)
+        refused = self._over_capacity(len(events))
+        if refused is not None:
+            return refused
         index = ""
         if self.store or self.keep_batches:
             index = self._accept(events, raws, now)

@@ -822,7 +822,7 @@ def _doc_blocks(path: Path) -> list[str]:
 def test_docs_testing_examples_run_as_written(tmp_path: Path) -> None:
     """Every ``python`` block of docs/testing.md, run in order in one namespace."""
     blocks = _doc_blocks(Path(__file__).resolve().parents[2] / "docs" / "testing.md")
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     namespace: dict[str, object] = {"tmp_path": tmp_path}
     for number, block in enumerate(blocks, 1):
         code = compile(block, f"docs/testing.md block {number}", "exec")
