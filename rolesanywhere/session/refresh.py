@@ -242,7 +242,9 @@ class RefreshingCredentials:
     object.
 
     ``clock`` (timezone-aware ``datetime``) is read for every decision; ``rand`` (uniform in
-    [0, 1)) draws the refresh points and backoffs; :attr:`refreshes` and :attr:`failures` count
+    [0, 1)) draws the refresh points and backoffs; after ``n`` failures in a row the next
+    attempt waits ``rand() * min(backoff_max, backoff_base * 2**(n-1))`` seconds (a fleet's
+    knobs: a longer wait means fewer calls against a busy quota, but later credentials); :attr:`refreshes` and :attr:`failures` count
     source calls that returned usable credentials or failed.
     """
 
@@ -253,9 +255,12 @@ class RefreshingCredentials:
         clock: Callable[[], datetime] | None = None,
         close_source: bool = False,
         rand: Callable[[], float] = random.random,
+        backoff_base: float = ADVISORY_BACKOFF_BASE,
+        backoff_max: float = ADVISORY_BACKOFF_MAX,
     ) -> None:
         self._clock: Callable[[], datetime] = clock or _utcnow
         self._rand = rand
+        self._backoff = (backoff_base, backoff_max)
         self._to_close: object = (
             None if isinstance(source, Credentials) or not close_source else source
         )
@@ -600,9 +605,7 @@ class RefreshingCredentials:
             else:
                 self._failures += 1
                 self._streak += 1
-                backoff = full_jitter(
-                    self._streak, ADVISORY_BACKOFF_BASE, ADVISORY_BACKOFF_MAX, self._rand
-                )
+                backoff = full_jitter(self._streak, *self._backoff, self._rand)
                 self._next_advisory = now + timedelta(seconds=backoff)
                 self._throttled = error if isinstance(error, ThrottlingError) else None
                 kept = self._usable(now) if advisory else None
