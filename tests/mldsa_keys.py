@@ -22,8 +22,6 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 PARAMETER_SETS = ("ML-DSA-44", "ML-DSA-65", "ML-DSA-87")
 #: The PKCS#8 forms: seed only, seed and expanded key, expanded key only.
 FORMS = ("seed", "both", "expanded")
-#: The forms this library can sign with: all (the expanded-only form in pure Python).
-SIGNING_FORMS = FORMS
 PASSWORD = b"correct horse"
 
 _OIDS = {

@@ -30,6 +30,7 @@ __all__ = [
     "bit_pack",
     "bit_unpack",
     "decompose",
+    "decompose_poly",
     "high_bits",
     "low_bits",
     "make_hint",
@@ -411,9 +412,15 @@ def prepare(parameter_set: str, sk: bytes) -> ExpandedKey:
 # --- signing (Algorithms 2 and 7) ---------------------------------------------------------------
 
 
-def _high_low(poly: list[int], gamma2: int) -> tuple[list[int], list[int]]:
-    pairs = [decompose(c, gamma2) for c in poly]
-    return [r1 for r1, _ in pairs], [r0 for _, r0 in pairs]
+def decompose_poly(poly: list[int], gamma2: int) -> tuple[list[int], list[int]]:
+    """:func:`decompose` of each coefficient (in [0, q)) of ``poly``, without a call each:
+    r1 is the a with r - a·2·gamma2 in (-gamma2, gamma2], wrapped to 0 at (q - 1)/(2·gamma2)."""
+    two, top = 2 * gamma2, (Q - 1) // (2 * gamma2)
+    raw = [(r + gamma2 - 1) // two for r in poly]
+    return (
+        [a % top for a in raw],
+        [r - a * two - (a == top) for r, a in zip(poly, raw, strict=True)],
+    )
 
 
 def sign_internal(key: ExpandedKey, message: bytes, rnd: bytes) -> bytes:
@@ -427,7 +434,7 @@ def sign_internal(key: ExpandedKey, message: bytes, rnd: bytes) -> bytes:
         y = expand_mask(rho2, kappa, p)
         kappa += p.l
         w = [ntt_inverse(v) for v in _matrix_times(key.a_hat, [ntt(v) for v in y])]
-        w1 = [_high_low(v, gamma2)[0] for v in w]
+        w1 = [decompose_poly(v, gamma2)[0] for v in w]
         c_tilde = hashlib.shake_256(
             mu + b"".join(simple_bit_pack(v, p.w1_bits) for v in w1)
         ).digest(p.lam // 4)
@@ -442,7 +449,7 @@ def sign_internal(key: ExpandedKey, message: bytes, rnd: bytes) -> bytes:
             [(a - b) % Q for a, b in zip(wv, ntt_inverse(_multiply(c_hat, s)), strict=True)]
             for wv, s in zip(w, key.s2_hat, strict=True)
         ]
-        r1, r0 = zip(*(_high_low(v, gamma2) for v in r), strict=True)
+        r1, r0 = zip(*(decompose_poly(v, gamma2) for v in r), strict=True)
         if _norm_at_least(list(r0), gamma2 - p.beta):
             continue
         ct0 = [_center(ntt_inverse(_multiply(c_hat, t))) for t in key.t0_hat]
@@ -450,7 +457,14 @@ def sign_internal(key: ExpandedKey, message: bytes, rnd: bytes) -> bytes:
             continue
         # MakeHint(-ct0, w - cs2 + ct0): do the high bits of w - cs2 + ct0 differ from r1's?
         h = [
-            [hb != high_bits(a + b, gamma2) for hb, a, b in zip(r1v, rv, cv, strict=True)]
+            [
+                a != b
+                for a, b in zip(
+                    r1v,
+                    decompose_poly([(a + b) % Q for a, b in zip(rv, cv, strict=True)], gamma2)[0],
+                    strict=True,
+                )
+            ]
             for r1v, rv, cv in zip(r1, r, ct0, strict=True)
         ]
         if sum(map(sum, h)) > p.omega:

@@ -25,8 +25,6 @@ from rolesanywhere.x509.mldsa import ExpandedMLDSAPrivateKey, MLDSASigningKey
 from rolesanywhere.x509.pbes2 import decrypt_pkcs8
 from tests import mldsa_keys as mk
 
-SIGNING_FILES = [c for c in mk.ALL_FILES if c[1] in mk.SIGNING_FORMS]
-
 
 def python_output(code: str) -> str:
     """What ``code`` prints, run in a fresh interpreter (a clean ``sys.modules``)."""
@@ -43,8 +41,8 @@ def test_the_stored_vectors_agree_with_cryptography(parameter_set: str) -> None:
     assert mk.expanded(parameter_set)[:32] == public[:32]  # rho
 
 
-@pytest.mark.parametrize("case", SIGNING_FILES, ids=mk.file_id)
-def test_every_form_with_a_seed_signs(case: tuple[str, str, bool, bool]) -> None:
+@pytest.mark.parametrize("case", mk.ALL_FILES, ids=mk.file_id)
+def test_every_form_signs(case: tuple[str, str, bool, bool]) -> None:
     parameter_set, form, encrypted, as_pem = case
     data = mk.key_file(parameter_set, form, encrypted=encrypted, as_pem=as_pem)
     key = load_private_key(data, mk.PASSWORD if encrypted else None, source="key")
@@ -253,6 +251,19 @@ def test_rsa_and_ec_keys_do_not_import_the_mldsa_support() -> None:
     assert "rolesanywhere.x509.mldsa" not in out.split()
     assert "rolesanywhere.x509.mldsa_expanded" not in out.split()
     assert "rolesanywhere.x509.pbes2" not in out.split()
+
+
+def test_keys_with_a_seed_do_not_import_the_pure_python_signer() -> None:
+    code = (
+        "import sys\n"
+        "from rolesanywhere.x509.keyfiles import load_private_key\n"
+        f"for der in ({mk.pkcs8('ML-DSA-44', 'seed')!r}, {mk.pkcs8('ML-DSA-44', 'both')!r}):\n"
+        "    load_private_key(der, None, source='k').sign(b'data')\n"
+        "print('rolesanywhere.x509.mldsa_expanded' in sys.modules)\n"
+        f"load_private_key({mk.pkcs8('ML-DSA-44', 'expanded')!r}, None, source='k')\n"
+        "print('rolesanywhere.x509.mldsa_expanded' in sys.modules)\n"
+    )
+    assert python_output(code).split() == ["False", "True"]
 
 
 def test_a_cryptography_without_mldsa_refuses_mldsa_keys_only() -> None:

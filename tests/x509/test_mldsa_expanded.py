@@ -57,6 +57,14 @@ def test_decompose_recomposes(r: int, gamma2: int) -> None:
     assert not me.make_hint(0, r, gamma2)
 
 
+@given(polynomials, gamma2s)
+def test_decompose_poly_is_decompose_of_each_coefficient(poly: list[int], gamma2: int) -> None:
+    edges = [0, 1, gamma2, gamma2 + 1, Q - gamma2, Q - gamma2 - 1, Q - 2, Q - 1]
+    poly = edges + poly[len(edges) :]
+    pairs = [me.decompose(r, gamma2) for r in poly]
+    assert me.decompose_poly(poly, gamma2) == ([a for a, _ in pairs], [b for _, b in pairs])
+
+
 @given(st.integers(0, Q - 1), gamma2s)
 def test_a_hint_says_whether_the_high_bits_moved(r: int, gamma2: int) -> None:
     z = gamma2 + 1  # always enough to move past the next boundary
