@@ -22,8 +22,6 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 PARAMETER_SETS = ("ML-DSA-44", "ML-DSA-65", "ML-DSA-87")
 #: The PKCS#8 forms: seed only, seed and expanded key, expanded key only.
 FORMS = ("seed", "both", "expanded")
-#: The forms this library can sign with (the expanded-only form has no seed).
-SIGNING_FORMS = ("seed", "both")
 PASSWORD = b"correct horse"
 
 _OIDS = {

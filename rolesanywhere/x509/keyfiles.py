@@ -45,6 +45,11 @@ from rolesanywhere.x509.sources import SourceSpec, describe, guard, read_source
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+    from rolesanywhere.x509.mldsa import ExpandedMLDSAPrivateKey
+
+    #: What a key file holds: a cryptography key, or an ML-DSA key known only expanded.
+    LoadedKey = PrivateKeyTypes | ExpandedMLDSAPrivateKey
+
 __all__ = [
     "HOW_TO_UNLOCK",
     "TPM_HANDLE_PREFIX",
@@ -108,7 +113,7 @@ def signing_key(key: Any, label: str, source: str) -> SigningKey:
 
 def _decrypt_key(
     data: bytes, pem: bool, encrypted: bool, password: bytes | None, label: str, source: str
-) -> PrivateKeyTypes:
+) -> LoadedKey:
     from cryptography.hazmat.primitives import serialization
 
     loader = serialization.load_pem_private_key if pem else serialization.load_der_private_key
@@ -207,7 +212,7 @@ def _fast_pem_key(block: PemBlock) -> _FastKey | None:
 _MLDSA_OID = bytes.fromhex("06096086480165030403")
 
 
-def _mldsa_key(der: bytes, label: str, source: str) -> PrivateKeyTypes | None:
+def _mldsa_key(der: bytes, label: str, source: str) -> LoadedKey | None:
     """The key of an unencrypted ML-DSA PKCS#8 ``der`` in any of its three forms, else ``None``
     (the ML-DSA module is imported only when the OID is there)."""
     if _MLDSA_OID not in der[:32]:
@@ -226,7 +231,7 @@ def _mldsa_key(der: bytes, label: str, source: str) -> PrivateKeyTypes | None:
 
 def _encrypted_mldsa_key(
     data: bytes, pem: bool, password: bytes, label: str, source: str
-) -> PrivateKeyTypes | None:
+) -> LoadedKey | None:
     from rolesanywhere.x509.pbes2 import decrypt_pkcs8
 
     der = pem_der(pem_blocks(data)[0].body) if pem else data
@@ -250,7 +255,7 @@ def _check_dek_info(body: bytes, label: str, source: str) -> None:
         )
 
 
-def _parse_private_key(data: bytes, password: bytes | None, source: str) -> PrivateKeyTypes:
+def _parse_private_key(data: bytes, password: bytes | None, source: str) -> LoadedKey:
     label = describe(source)
     if is_pem(data):
         blocks = pem_blocks(data)

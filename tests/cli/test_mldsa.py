@@ -20,7 +20,6 @@ from tests import mldsa_keys as mk
 from tests.cli.test_main import arns
 from tests.x509.test_diagnostics import run
 
-SIGNING_FILES = [c for c in mk.ALL_FILES if c[1] in mk.SIGNING_FORMS]
 FIXED_STRING = b"AWS Roles Anywhere Credential Helper Signing Test1"
 
 
@@ -54,7 +53,7 @@ def identity_argv(
     return argv
 
 
-@pytest.mark.parametrize("case", SIGNING_FILES, ids=mk.file_id)
+@pytest.mark.parametrize("case", mk.ALL_FILES, ids=mk.file_id)
 def test_credential_process_with_every_form(
     case: tuple[str, str, bool, bool],
     pki: PKI,
@@ -73,7 +72,7 @@ def test_credential_process_with_every_form(
 
 
 @pytest.mark.parametrize("encrypted", [False, True])
-def test_credential_process_refuses_the_expanded_form_in_one_line(
+def test_credential_process_refuses_a_damaged_expanded_key_in_one_line(
     encrypted: bool,
     pki: PKI,
     leaves: dict[str, IssuedCert],
@@ -82,10 +81,45 @@ def test_credential_process_refuses_the_expanded_form_in_one_line(
 ) -> None:
     case = ("ML-DSA-65", "expanded", encrypted, True)
     argv = ["credential-process", *identity_argv(tmp_path, pki, leaves["ML-DSA-65"], case)]
+    damaged = bytearray(mk.expanded("ML-DSA-65"))
+    damaged[64] ^= 1  # tr
+    der = mk.pkcs8("ML-DSA-65", "expanded", expanded_bytes=bytes(damaged))
+    if encrypted:
+        der = mk.encrypt(der)
+    key = Path(argv[argv.index("--private-key") + 1])
+    key.write_bytes(mk.pem(der, "ENCRYPTED PRIVATE KEY" if encrypted else "PRIVATE KEY"))
+    issued = len(emulator.issued)
     status, out, err = run([*argv, *arns(emulator)])
     assert (status, out) == (1, b"")
-    assert "expanded form only" in err and err.count("\n") == 1
-    assert mk.PASSWORD.decode() not in err
+    assert "ML-DSA-65 expanded key is damaged" in err and err.count("\n") == 1
+    assert mk.PASSWORD.decode() not in err and mk.expanded("ML-DSA-65")[:8].hex() not in err
+    assert len(emulator.issued) == issued
+
+
+@pytest.mark.parametrize("parameter_set", mk.PARAMETER_SETS)
+def test_an_expanded_key_alone_signs_everywhere(
+    parameter_set: str,
+    pki: PKI,
+    leaves: dict[str, IssuedCert],
+    emulator: RolesAnywhereEmulator,
+    tmp_path: Path,
+) -> None:
+    # OpenSSL 3.5 with ml-dsa.output_formats=priv-only, encrypted PEM: credentials, sign-string
+    # and read-certificate-data.
+    leaf = leaves[parameter_set]
+    argv = identity_argv(tmp_path, pki, leaf, (parameter_set, "expanded", True, True))
+    status, out, err = run(["credential-process", *argv, *arns(emulator)])
+    assert (status, err) == (0, "")
+    assert emulator.lookup(json.loads(out)["AccessKeyId"]) is not None
+    assert emulator.issued[-1].certificate_serial == leaf.serial_number
+    key = argv[argv.index("--private-key") + 1]
+    password = ["--pkcs8-password", mk.PASSWORD.decode()]
+    status, out, err = run(["sign-string", "--private-key", key, *password, "--format", "bin"])
+    assert (status, err) == (0, "")
+    leaf.certificate.public_key().verify(out, FIXED_STRING)  # type: ignore[call-arg,union-attr]
+    status, out, err = run(["read-certificate-data", "--certificate", argv[1]])
+    assert (status, err) == (0, "")
+    assert json.loads(out)["keyType"] == parameter_set
 
 
 def test_the_console_script_from_files(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI
 from rolesanywhere.x509.keys import ALGORITHM_ECDSA, ALGORITHM_MLDSA
-from rolesanywhere.x509.mldsa import MLDSASigningKey
+from rolesanywhere.x509.mldsa import ExpandedMLDSAPrivateKey, MLDSASigningKey
+from tests import mldsa_keys as mk
 from tests.testing.test_emulator import (
     DENIED,
     assert_error,
@@ -78,3 +80,19 @@ def test_an_mldsa_ca_can_issue_mldsa_leaves() -> None:
     with RolesAnywhereEmulator.for_pki(pki) as emu, httpx.Client(timeout=10) as http:
         key = MLDSASigningKey.from_private_key(leaf.private_key)
         credentials_of(send(http, request_for(emu, identity(leaf, key=key))))
+
+
+@pytest.mark.parametrize("parameter_set", mk.PARAMETER_SETS)
+def test_a_key_given_only_expanded_gets_credentials(
+    parameter_set: str, emu: RolesAnywhereEmulator, http: httpx.Client, pki: PKI
+) -> None:
+    leaf = pki.leaf(private_key=mk.private_key(parameter_set))
+    expanded = ExpandedMLDSAPrivateKey.from_expanded(
+        parameter_set, mk.expanded(parameter_set), "key", "key"
+    )
+    key = MLDSASigningKey.from_private_key(expanded)
+    credentials_of(send(http, request_for(emu, identity(leaf, key=key))))
+    # and the key of another certificate is refused, as with any ML-DSA key
+    other = pki.leaf(parameter_set.lower())
+    response = send(http, request_for(emu, identity(other, key=key)))
+    assert_error(response, 403, DENIED, "Invalid signature")

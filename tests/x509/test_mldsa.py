@@ -11,9 +11,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from rolesanywhere.errors import (
+    IdentityError,
     PasswordRequiredError,
     SourceError,
-    UnsupportedKeyError,
     WrongPasswordError,
 )
 from rolesanywhere.testing.pki import MLDSA_KEY_TYPES, PKI, KeyFormat
@@ -21,11 +21,9 @@ from rolesanywhere.x509.der import parse_mldsa_private_key, parse_mldsa_public_k
 from rolesanywhere.x509.identity import Identity
 from rolesanywhere.x509.keyfiles import load_private_key
 from rolesanywhere.x509.keys import ALGORITHM_MLDSA, algorithm_for_public_key, verify_signature
-from rolesanywhere.x509.mldsa import MLDSASigningKey
+from rolesanywhere.x509.mldsa import ExpandedMLDSAPrivateKey, MLDSASigningKey
 from rolesanywhere.x509.pbes2 import decrypt_pkcs8
 from tests import mldsa_keys as mk
-
-SIGNING_FILES = [c for c in mk.ALL_FILES if c[1] in mk.SIGNING_FORMS]
 
 
 def python_output(code: str) -> str:
@@ -43,8 +41,8 @@ def test_the_stored_vectors_agree_with_cryptography(parameter_set: str) -> None:
     assert mk.expanded(parameter_set)[:32] == public[:32]  # rho
 
 
-@pytest.mark.parametrize("case", SIGNING_FILES, ids=mk.file_id)
-def test_every_form_with_a_seed_signs(case: tuple[str, str, bool, bool]) -> None:
+@pytest.mark.parametrize("case", mk.ALL_FILES, ids=mk.file_id)
+def test_every_form_signs(case: tuple[str, str, bool, bool]) -> None:
     parameter_set, form, encrypted, as_pem = case
     data = mk.key_file(parameter_set, form, encrypted=encrypted, as_pem=as_pem)
     key = load_private_key(data, mk.PASSWORD if encrypted else None, source="key")
@@ -71,17 +69,68 @@ def test_cryptographys_own_seed_files_load() -> None:
         assert key.public_key() == private.public_key()
 
 
-@pytest.mark.parametrize("case", [c for c in mk.ALL_FILES if c[1] == "expanded"], ids=mk.file_id)
-def test_the_expanded_form_alone_is_refused_with_the_reason(
-    case: tuple[str, str, bool, bool],
-) -> None:
-    parameter_set, form, encrypted, as_pem = case
-    data = mk.key_file(parameter_set, form, encrypted=encrypted, as_pem=as_pem)
-    with pytest.raises(UnsupportedKeyError) as info:
-        load_private_key(data, mk.PASSWORD if encrypted else None, source="key.pem")
+@pytest.mark.parametrize("parameter_set", mk.PARAMETER_SETS)
+def test_the_expanded_form_alone_recomputes_the_seeds_public_key(parameter_set: str) -> None:
+    key = load_private_key(mk.pkcs8(parameter_set, "expanded"), None, source="key.pem")
+    assert isinstance(key, MLDSASigningKey)
+    assert isinstance(key.private_key, ExpandedMLDSAPrivateKey)
+    public = mk.private_key(parameter_set).public_key()
+    assert key.public_key() == public
+    assert key.public_key().public_bytes_raw() == public.public_bytes_raw()  # type: ignore[union-attr]
+    assert repr(key.private_key) == (
+        f"ExpandedMLDSAPrivateKey(parameter_set={parameter_set!r}, <redacted>)"
+    )
+
+
+@pytest.mark.parametrize("parameter_set", mk.PARAMETER_SETS)
+def test_the_expanded_form_signs_deterministically_on_request(parameter_set: str) -> None:
+    key = load_private_key(mk.pkcs8(parameter_set, "expanded"), None, source="key")
+    assert isinstance(key, MLDSASigningKey)
+    private = key.private_key
+    assert isinstance(private, ExpandedMLDSAPrivateKey)
+    public = mk.private_key(parameter_set).public_key()
+    first = private.sign(b"message", rnd=bytes(32))
+    assert private.sign(b"message", rnd=bytes(32)) == first
+    other = private.sign(b"massage", rnd=bytes(32))
+    assert other != first
+    public.verify(first, b"message")
+    public.verify(other, b"massage")
+    # Hedged by default: two signatures of one message differ, and both verify.
+    hedged = key.sign(b"message"), key.sign(b"message")
+    assert hedged[0] != hedged[1] and first not in hedged
+    for signature in hedged:
+        public.verify(signature, b"message", b"")
+
+
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [
+        (128, "s1 or s2 out of range"),  # first byte of s1: eta - 7 for eta = 2
+        (129, "tr is not the hash"),  # s1 changed within range: another t, another public key
+        (64, "tr is not the hash"),  # tr itself
+        (-1, "t0 is not the one"),  # last byte of t0
+    ],
+)
+def test_a_damaged_expanded_key_is_refused_in_one_line(where: int, reason: str) -> None:
+    expanded = bytearray(mk.expanded("ML-DSA-44"))
+    expanded[where] ^= 0xFF if where == 128 else 0x01
+    der = mk.pkcs8("ML-DSA-44", "expanded", expanded_bytes=bytes(expanded))
+    with pytest.raises(SourceError) as info:
+        load_private_key(der, None, source="key.pem")
     message = str(info.value)
-    assert f"{parameter_set} key in its expanded form only" in message
-    assert "seed" in message and "key.pem" in message
+    assert "\n" not in message
+    assert "ML-DSA-44 expanded key is damaged" in message and reason in message
+    assert "key.pem" in message and "export the key again" in message
+
+
+def test_a_signature_that_does_not_verify_is_never_returned() -> None:
+    key = ExpandedMLDSAPrivateKey.from_expanded(
+        "ML-DSA-65", mk.expanded("ML-DSA-65"), "key.pem", "key.pem"
+    )
+    # Another key's public key stands in for a signer that went wrong.
+    key._public = mk.private_key("ML-DSA-44").public_key()
+    with pytest.raises(IdentityError, match=r"signature does not verify with its public key"):
+        key.sign(b"data")
 
 
 @pytest.mark.parametrize("as_pem", [False, True])
@@ -200,7 +249,21 @@ def test_rsa_and_ec_keys_do_not_import_the_mldsa_support() -> None:
     )
     out = python_output(code)
     assert "rolesanywhere.x509.mldsa" not in out.split()
+    assert "rolesanywhere.x509.mldsa_expanded" not in out.split()
     assert "rolesanywhere.x509.pbes2" not in out.split()
+
+
+def test_keys_with_a_seed_do_not_import_the_pure_python_signer() -> None:
+    code = (
+        "import sys\n"
+        "from rolesanywhere.x509.keyfiles import load_private_key\n"
+        f"for der in ({mk.pkcs8('ML-DSA-44', 'seed')!r}, {mk.pkcs8('ML-DSA-44', 'both')!r}):\n"
+        "    load_private_key(der, None, source='k').sign(b'data')\n"
+        "print('rolesanywhere.x509.mldsa_expanded' in sys.modules)\n"
+        f"load_private_key({mk.pkcs8('ML-DSA-44', 'expanded')!r}, None, source='k')\n"
+        "print('rolesanywhere.x509.mldsa_expanded' in sys.modules)\n"
+    )
+    assert python_output(code).split() == ["False", "True"]
 
 
 def test_a_cryptography_without_mldsa_refuses_mldsa_keys_only() -> None:
