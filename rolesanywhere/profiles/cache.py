@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import time
 
 TYPE_CHECKING = False  # no typing import at run time: the hit path imports this module
@@ -65,16 +66,23 @@ _MAGIC = "rolesanywhere-credential-cache/1"
 LOCK_POLL = 0.02
 
 
+_sha256_new: Callable[[bytes], Any] | None = None
+
+
 def _sha256(data: bytes) -> str:
-    # The built-in module: ``hashlib`` would load OpenSSL, milliseconds of every cache hit.
-    try:
-        from _sha2 import sha256  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
+    # The built-in module: ``hashlib`` would load OpenSSL, milliseconds of every cache hit. Found
+    # once: a failed import searches every folder of ``sys.path`` each time it is tried.
+    global _sha256_new
+    if _sha256_new is None:
         try:
-            from _sha256 import sha256  # type: ignore[import-not-found, no-redef, unused-ignore]
+            if sys.version_info >= (3, 12):
+                from _sha2 import sha256  # type: ignore[import-not-found, unused-ignore]
+            else:
+                from _sha256 import sha256  # type: ignore[import-not-found, no-redef, unused-ignore]
         except ImportError:  # pragma: no cover - a Python without it
             from hashlib import sha256
-    return str(sha256(data).hexdigest())
+        _sha256_new = sha256
+    return str(_sha256_new(data).hexdigest())
 
 
 def cache_enabled(flag: bool | None, environ: Mapping[str, str] | None = None) -> bool:
