@@ -21,7 +21,8 @@ while an answer was served or being fetched. A host still renews before expiry, 
 it makes lifetime / (lifetime - margin - spread) calls per session lifetime on average (about
 1.13 for 1 h sessions): ``calls_per_session_lifetime`` reports it.
 
-Run: ``python benchmarks/fleet_cache.py [--hours 24]``.
+Run: ``python benchmarks/fleet_cache.py [--hours 24]`` (exits 1 when a run with the lock makes
+more than one call per entry lifetime, or the real processes more than one call).
 """
 
 from __future__ import annotations
@@ -195,12 +196,15 @@ def main() -> None:
     print(f"one host, 50 credential_process invocations a minute, {args.hours:g} h simulated")
     head = f"{'lifetime':>8} {'at :00':>6} {'lock':>5} {'invocations':>11} {'calls':>6}"
     print(f"{head} {'per lifetime (max)':>18} {'per session lifetime':>20} {'warnings':>8}")
+    missed = []
     for lifetime in (3600, 900):
         for concurrent in (10, 50):
             for single_flight in (True, False):
                 r = run_cron_host(
                     50, args.hours, lifetime, concurrent=concurrent, single_flight=single_flight
                 )
+                if single_flight and r["calls_per_lifetime_max"] > 1:
+                    missed.append(f"{lifetime} s, {concurrent} at :00")
                 print(
                     f"{lifetime:>7}s {concurrent:>6} {'yes' if single_flight else 'no':>5} "
                     f"{r['invocations']:>11} {r['calls']:>6} {r['calls_per_lifetime_max']:>18} "
@@ -210,6 +214,10 @@ def main() -> None:
     r = run_real_processes()
     print(f"processes {r['processes']}, CreateSession calls {r['calls']}, failed {r['failed']}, "
           f"warned {r['warned']}")  # fmt: skip
+    if r["calls"] != 1 or r["failed"]:
+        missed.append("real processes")
+    if missed:
+        raise SystemExit(f"target 3 missed (more than 1 call per lifetime): {', '.join(missed)}")
 
 
 if __name__ == "__main__":
