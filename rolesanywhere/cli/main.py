@@ -348,7 +348,6 @@ def _credential_process(
         with _client(args, stdin, stderr) as client:
             return client.create_session()
 
-    # Processes that miss together wait for one call, at most as long as one call may take.
     output = cache.answer(fetch, wait=args.timeout) if cache else fetch().to_process_json()
     stdout.write(output)
     stdout.flush()
