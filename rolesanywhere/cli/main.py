@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from typing import Any, TextIO, TypeVar
 
+    from rolesanywhere.credentials import Credentials
     from rolesanywhere.profiles.argparser import Parser
     from rolesanywhere.session.client import RolesAnywhereClient
     from rolesanywhere.session.refresh import RefreshingCredentials
@@ -353,13 +354,12 @@ def _credential_process(
     if cache_enabled(args.cache):  # checked before the identity is loaded: a hit loads nothing
         warn = lambda text: print(f"{_prog()}: warning: {text}", file=stderr)  # noqa: E731
         cache = CredentialCache(values_from_args(args), warn=warn)
-    output = cache.get() if cache else None
-    if output is None:
+
+    def fetch() -> Credentials:
         with _client(args, stdin, stderr) as client:
-            credentials = client.create_session()
-        output = credentials.to_process_json()
-        if cache:
-            cache.put(credentials)
+            return client.create_session()
+
+    output = cache.answer(fetch, wait=args.timeout) if cache else fetch().to_process_json()
     stdout.write(output)
     stdout.flush()
     return 0

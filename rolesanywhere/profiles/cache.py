@@ -7,9 +7,23 @@ minutes before expiry), so without a cache every ``aws`` command costs a CreateS
 :func:`~rolesanywhere.profiles.credfile.replace_file`), one file per *key*: a SHA-256 of every
 setting that decides the answer (ARNs, region, duration, session name, endpoint, TLS and proxy
 settings) and of the certificate, key and intermediates inputs' bytes (so a rotated certificate
-never gets old credentials). An entry is served while more than :func:`margin` of it remains.
-A corrupt entry, one owned by another user, or one group or others may read, is ignored (one
-warning line) and replaced.
+never gets old credentials). An entry is served while more than :func:`margin` of it remains,
+plus its :func:`spread`: a share of the margin (a fraction in [0, 0.5) of it, and never more than
+half of what the margin leaves of the lifetime) taken from a hash of the key and the entry's
+issue time. Every process of a host computes the same point for an entry (no randomness at read
+time), while hosts whose entries were issued at different instants refresh at different points
+of the window instead of all together. An entry is always served for at least half of its
+lifetime minus the margin, so one CreateSession serves every run until then.
+
+A miss is single-flight across processes: :meth:`CredentialCache.answer` takes an exclusive
+``flock`` on ``<key>.lock`` beside the entry (0600, never through a symlink; it stays, empty),
+reads the entry again (a process that held the lock may just have written it) and only then asks
+for credentials, so processes that miss together (cron starting many jobs in the same second)
+make one CreateSession call. The wait is bounded (the command's ``--timeout``): a lock not had
+by then is one warning line and the run asks anyway, as one extra call beats a failure. A
+holder that dies loses its lock with its descriptor (the kernel releases it); the hit path takes
+no lock. A corrupt entry, one owned by another user, or one group or others may read, is ignored
+(one warning line) and replaced.
 
 The hit path reads a few small files and imports nothing heavy (no ``cryptography``, no ``ssl``,
 not even ``pathlib`` or ``json``): it is the path every ``aws`` command pays for. An entry is a
@@ -21,6 +35,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import time
 
 TYPE_CHECKING = False  # no typing import at run time: the hit path imports this module
@@ -30,7 +45,10 @@ if TYPE_CHECKING:
 
     from rolesanywhere.credentials import Credentials
 
-__all__ = ["CACHE_ENV", "CredentialCache", "cache_enabled", "cache_folder", "cache_key", "margin"]
+__all__ = [
+    "CACHE_ENV", "LOCK_POLL", "CredentialCache", "cache_enabled", "cache_folder", "cache_key",
+    "margin", "spread",
+]  # fmt: skip
 
 #: Set to 1 (or true, yes, on) to cache as ``--cache`` does.
 CACHE_ENV = "ROLESANYWHERE_CACHE"
@@ -44,18 +62,27 @@ _INPUTS = ("certificate", "private_key", "intermediates")
 #: Largest input file hashed (larger ones are refused by the loader anyway).
 _MAX_INPUT = 1 << 20
 _MAGIC = "rolesanywhere-credential-cache/1"
+#: Seconds between two tries of a lock another process holds.
+LOCK_POLL = 0.02
+
+
+_sha256_new: Callable[[bytes], Any] | None = None
 
 
 def _sha256(data: bytes) -> str:
-    # The built-in module: ``hashlib`` would load OpenSSL, milliseconds of every cache hit.
-    try:
-        from _sha2 import sha256  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
+    # The built-in module: ``hashlib`` would load OpenSSL, milliseconds of every cache hit. Found
+    # once: a failed import searches every folder of ``sys.path`` each time it is tried.
+    global _sha256_new
+    if _sha256_new is None:
         try:
-            from _sha256 import sha256  # type: ignore[import-not-found, no-redef, unused-ignore]
+            if sys.version_info >= (3, 12):
+                from _sha2 import sha256  # type: ignore[import-not-found, unused-ignore]
+            else:
+                from _sha256 import sha256  # type: ignore[import-not-found, no-redef, unused-ignore]
         except ImportError:  # pragma: no cover - a Python without it
             from hashlib import sha256
-    return str(sha256(data).hexdigest())
+        _sha256_new = sha256
+    return str(_sha256_new(data).hexdigest())
 
 
 def cache_enabled(flag: bool | None, environ: Mapping[str, str] | None = None) -> bool:
@@ -77,6 +104,15 @@ def margin(lifetime: float) -> float:
     """Seconds that must remain for an entry to be served: 5 minutes or 10 % of its lifetime,
     whichever is larger."""
     return max(300.0, 0.1 * lifetime)
+
+
+def spread(key: str, issued: float, lifetime: float) -> float:
+    """Seconds by which the entry ``key`` issued at ``issued`` stops being served before
+    :func:`margin` does: a fraction in [0, 0.5), from a SHA-256 of both, of the margin or of what
+    the margin leaves of ``lifetime``, whichever is smaller. The same for every process."""
+    fraction = int(_sha256(f"{key} {issued!r}".encode())[:8], 16) / float(1 << 33)
+    edge = margin(lifetime)
+    return fraction * min(edge, max(0.0, lifetime - edge))
 
 
 class _Uncacheable(Exception):
@@ -116,7 +152,9 @@ def cache_key(values: Mapping[str, Any], environ: Mapping[str, str] | None = Non
 
 class CredentialCache:
     """The cache entry of one set of settings: :meth:`get` the answer to print, :meth:`put` a
-    new one. ``warn`` gets one line per problem (never a secret); ``clock``: epoch seconds."""
+    new one, :meth:`answer` either (one CreateSession for the processes that miss together).
+    ``warn`` gets one line per problem (never a secret); ``clock``: epoch seconds; ``timer`` and
+    ``sleep`` time the wait for the lock."""
 
     def __init__(
         self,
@@ -125,9 +163,13 @@ class CredentialCache:
         warn: Callable[[str], None],
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.warn = warn
         self.clock = clock
+        self.timer = timer
+        self.sleep = sleep
         self.folder = cache_folder(environ)
         self.path: str | None = None
         try:
@@ -141,6 +183,29 @@ class CredentialCache:
 
     def get(self) -> str | None:
         """The cached ``credential_process`` output, or ``None`` (missing, expiring, ignored)."""
+        return self._read(self._ignore)
+
+    def answer(self, fetch: Callable[[], Credentials], wait: float) -> str:
+        """The output to print: the cached one, else that of ``fetch()`` (a CreateSession call),
+        kept for the next runs. A miss takes the entry's lock (waiting at most ``wait`` seconds)
+        and reads the entry again before it calls ``fetch``."""
+        output = self.get()
+        if output is not None or self.path is None:
+            return output if output is not None else fetch().to_process_json()
+        fd = self._lock(self.path[: -len(".json")] + ".lock", wait)
+        try:
+            if fd is not None:  # a process that held the lock may just have written the entry
+                output = self._read(lambda reason: None)  # get() already said what was wrong
+                if output is not None:
+                    return output
+            credentials = fetch()
+            self.put(credentials)
+            return credentials.to_process_json()
+        finally:
+            if fd is not None:
+                os.close(fd)  # releases the lock
+
+    def _read(self, ignore: Callable[[str], None]) -> str | None:
         if self.path is None:
             return None
         try:
@@ -148,13 +213,13 @@ class CredentialCache:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            self._ignore(exc.strerror or "it cannot be opened")
+            ignore(exc.strerror or "it cannot be opened")
             return None
         try:
             info = os.fstat(fd)
             problem = _problem(info)
             if problem is not None:
-                self._ignore(problem)
+                ignore(problem)
                 return None
             data = os.read(fd, _MAX_INPUT)
         finally:
@@ -168,9 +233,9 @@ class CredentialCache:
                 raise ValueError
             left, lifetime = float(expires) - self.clock(), float(expires) - float(issued)
         except ValueError:  # UnicodeDecodeError too
-            self._ignore("it is not a valid cache entry")
+            ignore("it is not a valid cache entry")
             return None
-        return output if left > margin(lifetime) else None
+        return output if left > margin(lifetime) + spread(key, float(issued), lifetime) else None
 
     def put(self, credentials: Credentials) -> None:
         """Keep ``credentials`` (with an expiry) as the answer; a failure is a warning."""
@@ -197,6 +262,42 @@ class CredentialCache:
             raise _Uncacheable("it is not a folder of this user's")
         if info.st_mode & 0o077:
             os.chmod(self.folder, 0o700)
+
+    def _lock(self, path: str, wait: float) -> int | None:
+        """A descriptor holding the exclusive lock ``path``, or ``None`` (one warning line) when
+        it cannot be had within ``wait`` seconds or at all."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no single flight
+            return None
+        from rolesanywhere.profiles.credfile import _open_lock
+
+        try:
+            self._folder_ready()
+            fd = _open_lock(path)
+        except (OSError, _Uncacheable) as exc:
+            self._unlocked(path, exc)
+            return None
+        deadline = self.timer() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                left = deadline - self.timer()
+                if left > 0:
+                    self.sleep(min(LOCK_POLL, left))
+                    continue
+                problem: Exception = _Uncacheable(f"another process held it for {wait:g} s")
+            except OSError as exc:
+                problem = exc
+            os.close(fd)
+            self._unlocked(path, problem)
+            return None
+
+    def _unlocked(self, path: str, exc: Exception) -> None:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        self.warn(f"could not lock the credential cache entry {path} ({reason}); asking anyway")
 
     def _ignore(self, reason: str) -> None:
         self.warn(f"ignoring the cache entry {self.path}: {reason}; it will be replaced")

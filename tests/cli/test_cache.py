@@ -1,11 +1,16 @@
 """``credential-process --cache``: a second run asks nobody, a rotated certificate asks again,
-a doubtful cache entry is ignored with a warning, and secrets stay in the 0600 file."""
+a doubtful cache entry is ignored with a warning, and secrets stay in the 0600 file. Across
+processes: real processes that miss together make one CreateSession call, a holder killed with
+SIGKILL blocks nobody, and a lock held too long is one warning line, not a failure."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import stat
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +18,7 @@ import pytest
 
 from rolesanywhere.testing.emulator import RolesAnywhereEmulator
 from rolesanywhere.testing.pki import PKI
-from tests.cli.test_main import arns, assert_credentials, run, write_identity
+from tests.cli.test_main import BIN, arns, assert_credentials, run, write_identity
 
 
 @pytest.fixture(scope="module")
@@ -224,3 +229,101 @@ def test_unusual_forms_go_through_the_parser(
     fast = run([argv[0], *words])
     monkeypatch.setattr(cachehit, "cached_answer", lambda words: None)
     assert run([argv[0], *words]) == fast  # what the parser path alone does
+
+
+# --- one call for the processes that miss together ------------------------------------------------
+
+
+def spawn(argv: list[str], cache_home: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache_home.parent)}
+    return subprocess.Popen(
+        [str(BIN / "aws_signing_helper"), *argv, "--cache"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def lock_path(cache_home: Path) -> Path:
+    (lock,) = cache_home.glob("*.lock")
+    return lock
+
+
+def lock_is_held(lock: Path) -> bool:
+    fd = os.open(lock, os.O_RDWR | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases it if taken
+    return False
+
+
+def wait_for(condition: object, seconds: float = 30) -> None:
+    end = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.02)
+
+
+def test_processes_that_miss_together_make_one_call(
+    pki: PKI, emu: RolesAnywhereEmulator, tmp_path: Path, cache_home: Path
+) -> None:
+    """Without the lock each process calls: the emulator answers slowly, so all of them miss."""
+    argv = setup(tmp_path, pki, emu)
+    emu.delay = 1.5  # every process starts and misses while the first call is answered
+    procs = [spawn(argv, cache_home) for _ in range(8)]
+    results = [proc.communicate(timeout=60) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * 8, results
+    assert [err for _, err in results] == [b""] * 8  # nobody warned: they waited, then read
+    outputs = {out for out, _ in results}
+    assert len(outputs) == 1
+    assert emu.calls == 1 and emu.successes == 1
+    assert json.loads(outputs.pop())["AccessKeyId"]
+    assert not lock_is_held(lock_path(cache_home))
+    assert oct(lock_path(cache_home).stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_holder_killed_with_sigkill_blocks_nobody(
+    pki: PKI, emu: RolesAnywhereEmulator, tmp_path: Path, cache_home: Path
+) -> None:
+    argv = setup(tmp_path, pki, emu)
+    emu.delay = 60  # the holder hangs in its call (the emulator's stop cuts it short)
+    holder = spawn(argv, cache_home)
+    try:
+        wait_for(lambda: emu.calls == 1)  # the call is made under the lock
+        assert lock_is_held(lock_path(cache_home))
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert holder.returncode == -9
+    emu.delay = 0
+    start = time.monotonic()
+    status, out, err = run([*argv, "--cache", "--timeout", "20"])
+    assert (status, err) == (0, ""), err  # no wait for the lock, no warning
+    assert time.monotonic() - start < 10
+    assert emu.calls == 2 and json.loads(out)["AccessKeyId"]
+
+
+def test_a_lock_held_too_long_is_one_warning_and_a_call(
+    pki: PKI, emu: RolesAnywhereEmulator, tmp_path: Path, cache_home: Path
+) -> None:
+    argv = setup(tmp_path, pki, emu)
+    cache_home.mkdir(parents=True, mode=0o700)
+    run([*argv, "--cache"])  # makes the lock file
+    for entry in cache_home.glob("*.json"):
+        entry.unlink()
+    fd = os.open(lock_path(cache_home), os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another process, stuck
+    try:
+        start = time.monotonic()
+        status, out, err = run([*argv, "--cache", "--timeout", "0.3"])  # the short lock poll
+        waited = time.monotonic() - start
+    finally:
+        os.close(fd)
+    assert status == 0 and json.loads(out)["AccessKeyId"] and emu.calls == 2
+    assert err.count("\n") == 1 and "warning: could not lock the credential cache entry" in err
+    assert "another process held it for 0.3 s); asking anyway" in err
+    assert 0.3 <= waited < 10
+    assert json.loads(out)["SecretAccessKey"] not in err
+    status, again, err = run([*argv, "--cache"])  # the entry was written
+    assert (status, again, err, emu.calls) == (0, out, "", 2)

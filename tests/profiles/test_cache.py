@@ -1,7 +1,13 @@
-"""The cache's pieces: its folder, its margin, its key, and expiry on a fake clock."""
+"""The cache's pieces: its folder, its margin and spread, its key, expiry on a fake clock, and
+the lock that makes a miss one call."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,11 +15,13 @@ import pytest
 
 from rolesanywhere.credentials import Credentials
 from rolesanywhere.profiles.cache import (
+    LOCK_POLL,
     CredentialCache,
     cache_enabled,
     cache_folder,
     cache_key,
     margin,
+    spread,
 )
 from rolesanywhere.profiles.settings import SETTINGS, IdentitySettings, parse_helper_command
 
@@ -75,11 +83,122 @@ def test_expiry_on_a_fake_clock(tmp_path: Path) -> None:
     assert cache.get() is None
     cache.put(creds)
     assert cache.get() == creds.to_process_json()
-    now[0] += 599  # 301 s left of 900: still more than the 300 s margin
+    # Served while more than the 300 s margin and this entry's spread remain.
+    early = spread(cache.key, now[0], 900)
+    assert 0 < early < 150
+    issued = now[0]
+    now[0] = issued + 600 - early - 0.01
     assert cache.get() == creds.to_process_json()
-    now[0] += 1
+    now[0] = issued + 600 - early + 0.01
     assert cache.get() is None
     assert warnings == []
+
+
+def test_spread_is_the_same_for_an_entry_bounded_and_varies_with_the_issue_time() -> None:
+    key = "ab" * 32
+    assert spread(key, 1_800_000_000.0, 3600) == spread(key, 1_800_000_000.0, 3600)
+    shares = [spread(key, 1_800_000_000.0 + i * 0.37, 3600) / margin(3600) for i in range(400)]
+    assert all(0 <= share < 0.5 for share in shares)
+    assert len(set(shares)) == len(shares)  # every issue time its own point
+    assert min(shares) < 0.05 and max(shares) > 0.45  # spread over the whole range
+    assert spread("cd" * 32, 1_800_000_000.0, 3600) != spread(key, 1_800_000_000.0, 3600)
+
+
+@pytest.mark.parametrize("lifetime", [200, 300, 400, 450, 600, 900, 3600, 43200])
+def test_spread_never_takes_more_than_half_of_what_the_margin_leaves(lifetime: int) -> None:
+    for issued in range(1_800_000_000, 1_800_000_000 + 50):
+        served = lifetime - margin(lifetime) - spread("ab" * 32, float(issued), lifetime)
+        assert served >= (lifetime - margin(lifetime)) / 2 or lifetime <= margin(lifetime)
+        assert served <= lifetime - margin(lifetime)
+
+
+def cache_with_entry(
+    tmp_path: Path, warnings: list[str], timer: list[float], now: float = 1_800_000_000.0
+) -> tuple[CredentialCache, Credentials]:
+    def sleep(seconds: float) -> None:
+        assert 0 < seconds <= LOCK_POLL
+        timer[0] += seconds
+
+    cache = CredentialCache(
+        example_values(tmp_path), warn=warnings.append,
+        environ={"XDG_CACHE_HOME": str(tmp_path / "c")}, clock=lambda: now,
+        timer=lambda: timer[0], sleep=sleep,
+    )  # fmt: skip
+    expires = datetime.fromtimestamp(now + 3600, UTC)
+    return cache, Credentials("AKIDEXAMPLE", "secret-value", "token-value", expires)
+
+
+def hold_lock(cache: CredentialCache) -> int:
+    """Lock the entry as another process would (another open file description)."""
+    os.makedirs(cache.folder, mode=0o700, exist_ok=True)
+    assert cache.path is not None
+    fd = os.open(cache.path[: -len(".json")] + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def test_lock_wait_gives_up_by_the_deadline_with_one_warning(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    timer = [100.0]
+    cache, creds = cache_with_entry(tmp_path, warnings, timer)
+    fd = hold_lock(cache)
+    try:
+        calls: list[float] = []
+        output = cache.answer(lambda: calls.append(timer[0]) or creds, wait=5)
+    finally:
+        os.close(fd)
+    assert output == creds.to_process_json() and len(calls) == 1  # asked anyway
+    assert 105 <= calls[0] < 105 + LOCK_POLL  # after the whole wait, not longer
+    (line,) = warnings
+    assert "could not lock the credential cache entry" in line and "held it for 5 s" in line
+    assert line.endswith("asking anyway") and "secret-value" not in line
+    assert cache.get() == output  # and kept for the next run
+
+
+def test_a_hit_takes_no_lock(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    cache, creds = cache_with_entry(tmp_path, warnings, [0.0])
+    cache.put(creds)
+    fd = hold_lock(cache)
+    try:
+        cache.sleep = lambda seconds: pytest.fail("waited for the lock on a hit")
+        assert cache.answer(lambda: pytest.fail("asked on a hit"), wait=5)
+    finally:
+        os.close(fd)
+    assert warnings == []
+
+
+def test_threads_that_miss_together_make_one_call(tmp_path: Path) -> None:
+    """The first to lock calls; the others wait on the lock, then read what it wrote. (Without
+    the lock each thread calls: ``fetch`` waits up to 5 s for waiters that never come.)"""
+    n = 6
+    warnings: list[str] = []
+    waiting: set[int] = set()
+    ready = threading.Condition()
+    caches = []
+    for _ in range(n):
+        cache, creds = cache_with_entry(tmp_path, warnings, [0.0])
+
+        def sleep(seconds: float) -> None:
+            with ready:
+                waiting.add(threading.get_ident())
+                ready.notify_all()
+            time.sleep(seconds)  # the short lock poll, on the real clock
+
+        cache.timer, cache.sleep = time.monotonic, sleep
+        caches.append(cache)
+    calls: list[int] = []
+
+    def fetch() -> Credentials:
+        calls.append(1)
+        with ready:  # hold the lock until every other thread waits for it
+            ready.wait_for(lambda: len(waiting) >= n - 1, timeout=5)
+        return creds
+
+    with ThreadPoolExecutor(n) as pool:
+        outputs = list(pool.map(lambda c: c.answer(fetch, wait=30), caches))
+    assert len(calls) == 1
+    assert outputs == [creds.to_process_json()] * n and warnings == []
 
 
 def test_credential_process_line_with_cache_runs_in_process() -> None:
