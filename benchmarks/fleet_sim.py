@@ -35,11 +35,18 @@ from rolesanywhere.session.transport import Answer
 from rolesanywhere.testing.quota import Quota, QuotaCounter
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
-ANCHOR = "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/a1b2c3d4-0000-0000-0000-000000000001"
-PROFILE = "arn:aws:rolesanywhere:us-east-1:123456789012:profile/a1b2c3d4-0000-0000-0000-000000000002"
+ANCHOR = (
+    "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/a1b2c3d4-0000-0000-0000-000000000001"
+)
+PROFILE = (
+    "arn:aws:rolesanywhere:us-east-1:123456789012:profile/a1b2c3d4-0000-0000-0000-000000000002"
+)
 ROLE = "arn:aws:iam::123456789012:role/fleet"
 #: The service's throttling answer, as the emulator sends it.
-THROTTLED_HEADERS = (("x-amzn-ErrorType", "ThrottlingException"), ("content-type", "application/json"))
+THROTTLED_HEADERS = (
+    ("x-amzn-ErrorType", "ThrottlingException"),
+    ("content-type", "application/json"),
+)
 THROTTLED_BODY = b'{"message":"Rate exceeded"}'
 
 
@@ -67,15 +74,31 @@ class Sim:
 
 
 def _source(
-    sim: Sim, quota: QuotaCounter, lifetime: float, calls: list[int], i: int
+    sim: Sim,
+    quota: QuotaCounter,
+    lifetime: float,
+    calls: list[int],
+    i: int,
+    held: float | None = None,
 ) -> Callable[[], Credentials]:
-    """One host's CreateSession: one attempt against the shared quota."""
+    """One host's CreateSession: one attempt against the shared quota. ``held``: the host is
+    already running, and its first call returns the credentials it holds (``held`` seconds
+    left) without a CreateSession."""
+    first = [held]
 
     def create_session() -> Credentials:
+        if first[0] is not None:
+            left, first[0] = first[0], None
+            return Credentials(
+                "ASIAHELD", "fleet-secret", "fleet-token", sim.dt() + timedelta(seconds=left)
+            )
         calls[i] += 1
         if quota.admit():
             return Credentials(
-                f"ASIA{i:016d}", "fleet-secret", "fleet-token", sim.dt() + timedelta(seconds=lifetime)
+                f"ASIA{i:016d}",
+                "fleet-secret",
+                "fleet-token",
+                sim.dt() + timedelta(seconds=lifetime),
             )
         raise service_error(429, THROTTLED_HEADERS, THROTTLED_BODY)
 
@@ -290,25 +313,33 @@ def run_steady_day(
     lifetime: float = 3600.0,
     rate: float = 10.0,
     burst: float = 10.0,
+    backoff_base: float = 10.0,
+    backoff_max: float = 120.0,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """``hosts`` long-running agents that booted at random instants over one lifetime (a fleet
-    in its steady state), refreshing for ``hours``. Counts CreateSession calls per host per
-    hour after the first lifetime, the account's peak call rate, throttles, and hosts that ever
-    found themselves without credentials after their first."""
+    """``hosts`` long-running agents in their steady state, refreshing for ``hours``. The hosts
+    start at instants drawn uniformly over one mean refresh period, each with a fresh session
+    that costs no call (a fleet that has been running for a while: a boot storm is
+    :func:`run_boot_storm`); counting starts one lifetime later. Counts CreateSession calls
+    per host per hour, the account's peak call rate, throttles, and hosts that were ever
+    without credentials."""
     sim = Sim()
     quota = QuotaCounter(Quota(rate, burst), clock=lambda: sim.now)
     calls = [0] * hosts
-    boot_rng = random.Random(seed)
+    phase = random.Random(seed)
+    window = refresh_windows(lifetime).advisory
+    period = lifetime - 0.75 * window  # the mean refresh period (refresh points: W/2 to W)
     agents = []
     for i in range(hosts):
         creds = RefreshingCredentials(
-            _source(sim, quota, lifetime, calls, i),
+            _source(sim, quota, lifetime, calls, i, held=lifetime),
             clock=sim.dt,
             rand=random.Random(seed * 1_000_003 + i + 1).random,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
         )
         agents.append(_Agent(sim, creds, keep_going=True))
-        sim.at(boot_rng.uniform(0, lifetime), agents[-1].step)
+        sim.at(phase.uniform(0, period), agents[-1].step)
     warm = lifetime
     sim.run(warm)
     before = sum(calls)
@@ -317,7 +348,6 @@ def run_steady_day(
     measured = [s for s in history if s.second >= warm]
     per_second = [s.accepted + s.throttled for s in measured]
     per_minute = [sum(per_second[k : k + 60]) / 60 for k in range(0, len(per_second), 60)]
-    window = refresh_windows(lifetime).advisory
     return {
         "hosts": hosts,
         "calls_per_host_hour": (sum(calls) - before) / hosts / hours,

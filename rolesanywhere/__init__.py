@@ -56,6 +56,7 @@ if TYPE_CHECKING:
         UnsupportedKeyError,
         WrongPasswordError,
     )
+    from rolesanywhere.ratelimit import AdaptiveRateLimiter
     from rolesanywhere.retry import RetryPolicy
     from rolesanywhere.session.client import (
         AsyncRolesAnywhereClient,
@@ -86,6 +87,7 @@ _EXPORTS: dict[str, str] = {
     "credential_provider": "auth.boto",
     "SigV4Auth": "auth.sigv4auth",
     "Credentials": "credentials",
+    "AdaptiveRateLimiter": "ratelimit",
     "RetryPolicy": "retry",
     "AsyncRolesAnywhereClient": "session.client",
     "ClientConfig": "session.client",
@@ -105,6 +107,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "AccessDeniedError",
+    "AdaptiveRateLimiter",
     "AsyncRolesAnywhereClient",
     "AsyncShipper",
     "CertificateValidityError",

@@ -41,11 +41,15 @@ from rolesanywhere.session.http11 import Response
 
 if TYPE_CHECKING:
     from http.server import ThreadingHTTPServer
+    from typing import TextIO
+
+    from rolesanywhere.session.refresh import RefreshingCredentials
 
 __all__ = [
     "CONTAINER_PATH",
     "MAX_TOKEN_TTL",
     "ImdsCore",
+    "first_credentials",
     "host_allowed",
     "make_server",
     "role_name_from_arn",
@@ -355,3 +359,32 @@ def serve(
         worker.join()
     finally:
         server.server_close()
+
+
+def first_credentials(
+    credentials: RefreshingCredentials,
+    stop: threading.Event,
+    stderr: TextIO,
+    prog: str,
+    clock: Callable[[], datetime] | None = None,
+) -> bool:
+    """Get ``serve``'s first credentials; while the account's quota throttles the call, say so
+    and try again when the refresher's jittered backoff ends. ``False``: asked to stop."""
+    from rolesanywhere.errors import ThrottlingError, safe_text
+
+    now = clock or (lambda: datetime.now(UTC))
+    while True:
+        try:
+            credentials.get()
+            return True
+        except ThrottlingError as exc:
+            due = credentials.next_refresh
+            wait = 1.0 if due is None else (due - now()).total_seconds()
+            wait = max(0.1, wait)
+            print(
+                f"{prog}: throttled ({safe_text(exc.message)}); trying again in {wait:.3g} s",
+                file=stderr,
+                flush=True,
+            )
+            if stop.wait(wait):
+                return False

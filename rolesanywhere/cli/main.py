@@ -30,15 +30,12 @@ from rolesanywhere.profiles.settings import (
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     import argparse
-    import threading
     from collections.abc import Callable, Sequence
-    from datetime import datetime
     from typing import Any, TextIO, TypeVar
 
     from rolesanywhere.credentials import Credentials
     from rolesanywhere.profiles.argparser import Parser
     from rolesanywhere.session.client import RolesAnywhereClient
-    from rolesanywhere.session.refresh import RefreshingCredentials
     from rolesanywhere.x509.identity import Identity
     from rolesanywhere.x509.keys import SigningKey
     from rolesanywhere.x509.loader import IdentityLoader
@@ -415,7 +412,13 @@ def _signing_key(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> Sig
 def _serve(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     import threading
 
-    from rolesanywhere.cli.imds import CONTAINER_PATH, ImdsCore, role_name_from_arn, serve
+    from rolesanywhere.cli.imds import (
+        CONTAINER_PATH,
+        ImdsCore,
+        first_credentials,
+        role_name_from_arn,
+        serve,
+    )
     from rolesanywhere.cli.signals import stop_on_signals
     from rolesanywhere.session.refresh import RefreshingCredentials
 
@@ -431,7 +434,7 @@ def _serve(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: Text
     with stop_on_signals(stop), _client(args, stdin, stderr, long_running=True) as client:
         credentials = RefreshingCredentials(client)
         # Fail now, with one line, if the set-up is wrong; wait out throttles (a boot storm).
-        if not _first_credentials(credentials, stop, stderr):
+        if not first_credentials(credentials, stop, stderr, _prog()):
             credentials.close()
             return 0
         core = ImdsCore(
@@ -462,36 +465,6 @@ def _serve(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: Text
         finally:
             credentials.close()
     return 0
-
-
-def _first_credentials(
-    credentials: RefreshingCredentials,
-    stop: threading.Event,
-    stderr: TextIO,
-    clock: Callable[[], datetime] | None = None,
-) -> bool:
-    """Get ``serve``'s first credentials; while the account's quota throttles the call, say so
-    and try again when the refresher's jittered backoff ends. ``False``: asked to stop."""
-    from datetime import UTC, datetime
-
-    from rolesanywhere.errors import ThrottlingError, safe_text
-
-    now = clock or (lambda: datetime.now(UTC))
-    while True:
-        try:
-            credentials.get()
-            return True
-        except ThrottlingError as exc:
-            due = credentials.next_refresh
-            wait = 1.0 if due is None else (due - now()).total_seconds()
-            wait = max(0.1, wait)
-            print(
-                f"{_prog()}: throttled ({safe_text(exc.message)}); trying again in {wait:.3g} s",
-                file=stderr,
-                flush=True,
-            )
-            if stop.wait(wait):
-                return False
 
 
 def _sign_string(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:

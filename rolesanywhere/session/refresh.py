@@ -244,8 +244,9 @@ class RefreshingCredentials:
     ``clock`` (timezone-aware ``datetime``) is read for every decision; ``rand`` (uniform in
     [0, 1)) draws the refresh points and backoffs; after ``n`` failures in a row the next
     attempt waits ``rand() * min(backoff_max, backoff_base * 2**(n-1))`` seconds (a fleet's
-    knobs: a longer wait means fewer calls against a busy quota, but later credentials); :attr:`refreshes` and :attr:`failures` count
-    source calls that returned usable credentials or failed.
+    knobs: a longer wait means fewer calls against a busy quota, but later credentials);
+    :attr:`refreshes` and :attr:`failures` count source calls that returned usable credentials
+    or failed.
     """
 
     def __init__(

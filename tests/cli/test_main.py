@@ -493,7 +493,7 @@ def test_update_stops_on_an_error_no_retry_can_fix(
 def test_serve_waits_out_throttles_at_start_as_the_refresher_says() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from rolesanywhere.cli.main import _first_credentials
+    from rolesanywhere.cli.imds import first_credentials
 
     now = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -515,9 +515,9 @@ def test_serve_waits_out_throttles_at_start_as_the_refresher_says() -> None:
             return False
 
     refresher, stop, err = Refresher(), Stop(), io.StringIO()
-    assert _first_credentials(refresher, stop, err, clock=lambda: now)  # type: ignore[arg-type]
+    assert first_credentials(refresher, stop, err, "prog", clock=lambda: now)  # type: ignore[arg-type]
     assert refresher.calls == 3 and stop.waits == [7.5, 7.5]
     assert err.getvalue().count("throttled (Rate exceeded); trying again in 7.5 s") == 2
     stop.wait = lambda seconds: True  # type: ignore[method-assign]
     refresher.calls = 0
-    assert not _first_credentials(refresher, stop, err, clock=lambda: now)  # type: ignore[arg-type]
+    assert not first_credentials(refresher, stop, err, "prog", clock=lambda: now)  # type: ignore[arg-type]
