@@ -238,10 +238,16 @@ class Core:
         if self.ready:
             return self.ready.popleft()
         batch = self.open
-        if batch is not None and (self.forcing or now - batch.opened >= self.config.flush_interval):
+        if batch is not None and (self.forcing or self._due(batch, now)):
             self.open = None
             return batch
         return None
+
+    def _due(self, batch: Batch, now: float) -> bool:
+        # The same sum as ``wake_in``'s: ``now - opened >= interval`` can be false when
+        # ``opened + interval - now`` rounds to 0 (3.4 + 1.0 vs 4.4), and a worker told to wait
+        # 0 s would find nothing due, again and again while the clock stands still.
+        return now >= batch.opened + self.config.flush_interval
 
     def wake_in(self, now: float) -> float | None:
         """Seconds until the open batch is due (``None``: no timer)."""
@@ -253,8 +259,7 @@ class Core:
 
     def has_work(self, now: float) -> bool:
         return bool(self.ready) or (
-            self.open is not None
-            and (self.forcing > 0 or now - self.open.opened >= self.config.flush_interval)
+            self.open is not None and (self.forcing > 0 or self._due(self.open, now))
         )
 
     def close_open(self) -> bool:
