@@ -4,24 +4,16 @@ seed gives one run. The figures themselves are the benchmark's, not asserted her
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "fleet_ship.py"
+from tests.benchmark_modules import load
 
 
 @pytest.fixture(scope="module")
 def fleet_ship() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fleet_ship", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fleet_ship"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load("fleet_ship")
 
 
 def test_every_event_is_delivered_pending_or_still_in_the_file(fleet_ship: ModuleType) -> None:

@@ -5,32 +5,28 @@ the throttled ones. The figures themselves are the benchmark's, not asserted her
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
-from pathlib import Path
+from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
 
 from rolesanywhere.errors import ThrottlingError
-
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "fleet_sim.py"
+from tests.benchmark_modules import load
 
 
 @pytest.fixture(scope="module")
 def fleet_sim() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fleet_sim", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fleet_sim"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load("fleet_sim")
 
 
 @pytest.fixture(autouse=True)
-def quiet() -> None:
-    logging.getLogger("rolesanywhere.session.refresh").setLevel(logging.ERROR)
+def quiet() -> Iterator[None]:
+    logger = logging.getLogger("rolesanywhere.session.refresh")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # a warning per throttled host otherwise
+    yield
+    logger.setLevel(level)
 
 
 def test_a_storm_ends_with_every_host_holding_credentials(fleet_sim: ModuleType) -> None:
