@@ -521,3 +521,28 @@ def test_serve_waits_out_throttles_at_start_as_the_refresher_says() -> None:
     stop.wait = lambda seconds: True  # type: ignore[method-assign]
     refresher.calls = 0
     assert not first_credentials(refresher, stop, err, "prog", clock=lambda: now)  # type: ignore[arg-type]
+
+
+def test_a_throttled_credential_process_says_so_in_one_line(
+    pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rolesanywhere.session import client as client_module
+    from rolesanywhere.testing.quota import Quota
+    from tests.troubleshooting import assert_on_page
+
+    waits: list[float] = []
+    monkeypatch.setattr(client_module.time, "sleep", waits.append)  # the retry waits, not slept
+    # a quota of one call, on a clock that never moves: the first run spends it
+    with RolesAnywhereEmulator.for_pki(pki, quota=Quota(0.001, 1), monotonic=lambda: 0.0) as emu:
+        argv = [
+            "credential-process",
+            *write_identity(tmp_path, pki.leaf("ec-p256"), pki),
+            *arns(emu),
+        ]
+        status, out, _ = run(argv)
+        assert status == 0 and json.loads(out)["AccessKeyId"]
+        err = one_line_error(*run(argv))
+        assert emu.throttled == 3 and len(waits) == 2
+    assert "ThrottlingException (HTTP 429): Rate exceeded" in err
+    assert "throttled on 3 of 3 attempts" in err and "ask AWS for a higher quota" in err
+    assert_on_page(err)
