@@ -26,3 +26,14 @@ def test_any_attempt_number_gives_a_bounded_delay(attempt: int, jitter: float) -
 def test_nonsense_is_refused(options: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="RetryPolicy"):
         RetryPolicy(**options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("7", 7.0), (" 2.5 ", 2.5), ("0", 0.0), (None, None), ("", None), ("-1", None),
+     ("nan", None), ("Wed, 21 Oct 2015 07:28:00 GMT", None)],
+)  # fmt: skip
+def test_retry_after_header(header: str | None, seconds: float | None) -> None:
+    from rolesanywhere.retry import parse_retry_after
+
+    assert parse_retry_after(header) == seconds

@@ -27,7 +27,7 @@ from rolesanywhere.ship.stats import ShipperStats
 if TYPE_CHECKING:
     from rolesanywhere.ship.shipperconfig import ShipperConfig
 
-__all__ = ["Action", "Answer", "Core", "Flow", "Quarantine", "Send", "Sleep", "retry_after"]
+__all__ = ["Action", "Answer", "Core", "Flow", "Quarantine", "Send", "Sleep"]
 
 #: One logger for the whole engine (core and shells), as before the split.
 logger = logging.getLogger("rolesanywhere.ship.shipper")
@@ -91,17 +91,6 @@ class Answer:
 
 Action = Send | Sleep | Quarantine
 Flow = Generator[Action, Any, None]
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (``None``: absent, a date, or nonsense)."""
-    if not value:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
 
 
 class Core:

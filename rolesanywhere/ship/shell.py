@@ -20,9 +20,10 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 
 from rolesanywhere.errors import RolesAnywhereError, ShipperClosedError, safe_text
+from rolesanywhere.retry import parse_retry_after
 from rolesanywhere.session.transport import USER_AGENT, resolve_verify
 from rolesanywhere.ship.batch import Ticket
-from rolesanywhere.ship.core import Action, Answer, Core, Flow, Quarantine, logger, retry_after
+from rolesanywhere.ship.core import Action, Answer, Core, Flow, Quarantine, logger
 from rolesanywhere.ship.deadletter import DeadLetterFile
 from rolesanywhere.ship.encoder import Encoded, Event
 from rolesanywhere.ship.shipperconfig import ShipperConfig
@@ -230,7 +231,8 @@ class Shell:
                 )
             except Exception:
                 detail = ""
-        answer = Answer(status, "http", detail, retry_after(response.headers.get("retry-after")))
+        wait = parse_retry_after(response.headers.get("retry-after"))
+        answer = Answer(status, "http", detail, wait)
         # httpx leaves the response and its stream referring to each other: only the cycle
         # collector would free them, and the ~1 MiB request body hanging off them, so sent
         # bodies would pile up between collections. Cut the cycle now.
