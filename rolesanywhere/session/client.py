@@ -13,7 +13,7 @@ import ssl
 import time
 from collections.abc import Callable, Generator
 from types import TracebackType
-from typing import Generic, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, Self, TypeVar
 
 from rolesanywhere.credentials import Credentials
 from rolesanywhere.errors import (
@@ -26,7 +26,6 @@ from rolesanywhere.errors import (
     TransportFailure,
     parameter,
 )
-from rolesanywhere.ratelimit import AdaptiveRateLimiter
 from rolesanywhere.retry import RetryPolicy, parse_retry_after
 from rolesanywhere.session.endpoints import Endpoint, resolve_endpoint
 from rolesanywhere.session.protocol import (
@@ -48,6 +47,9 @@ from rolesanywhere.session.transport import (
 )
 from rolesanywhere.values import Value
 from rolesanywhere.x509.identity import Identity
+
+if TYPE_CHECKING:  # the cold credential-process path does not import the limiter
+    from rolesanywhere.ratelimit import AdaptiveRateLimiter
 
 __all__ = [
     "AsyncRolesAnywhereClient",
