@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fleet_cache
 import fleet_ship
+import fleet_ship_loopback
 import fleet_sim
 
 HOSTS = 5000
@@ -195,6 +196,15 @@ def shippers(quick: bool, missed: list[str]) -> dict[str, Any]:
                    widths=widths))  # fmt: skip
         if jitter and (r["delivered_share"] < fleet_ship.DELIVERY_TARGET or r["lost"]):
             missed.append(f"shippers, seed {seed}")
+    wire = fleet_ship_loopback.run_ship_loopback()
+    print(f"   over loopback, in real time: {wire['shippers']} real Shippers offering "
+          f"{wire['offered']:,.0f} events/s to the OSIS emulator with capacity for "
+          f"{wire['capacity']:,.0f} (signatures verified): {wire['delivered_rate']:,.0f}/s "
+          f"delivered ({wire['delivered_share']:.1%}), {wire['throttled']} 429s of "
+          f"{wire['requests']} requests, {wire['lost']} lost ({wire['delivered']:,} "
+          f"delivered + {wire['pending']:,} pending at the end)")  # fmt: skip
+    if wire["delivered_share"] < fleet_ship.DELIVERY_TARGET or wire["lost"]:
+        missed.append("shippers over loopback")
     return runs
 
 

@@ -47,3 +47,13 @@ def test_autocorrelation_finds_a_period(fleet_ship: ModuleType) -> None:
     assert r[7] > 0.9 and r[15] > 0.9  # lags 8 and 16
     assert abs(r[0]) < 0.2
     assert fleet_ship.autocorrelation([1.0] * 10, range(1, 3)) == [0.0, 0.0]
+
+
+def test_the_loopback_sample_loses_nothing(fleet_ship: ModuleType) -> None:
+    loopback = load("fleet_ship_loopback")  # imports fleet_ship's settings
+    r = loopback.run_ship_loopback(
+        shippers=3, capacity_for=2, seconds=3, events_per_second=100, warmup=1
+    )
+    assert r["submitted"] > 0 and r["throttled"] > 0  # it was overloaded
+    assert r["submitted"] == r["delivered"] + r["pending"] + r["quarantined"]
+    assert r["lost"] == 0
