@@ -91,12 +91,19 @@ class TokenBucket:
             self._refill(self.clock())
             return max(0.0, (n - self._tokens) / self._rate)
 
-    def reserve(self, n: float = 1.0) -> float:
-        """Take ``n`` tokens now, even on credit; return the seconds to wait before using them."""
+    def reserve(self, n: float = 1.0, max_wait: float = math.inf) -> float | None:
+        """Take ``n`` tokens now, even on credit; return the seconds to wait before using them.
+
+        When that wait would be longer than ``max_wait``, take nothing and return ``None``: a
+        caller that gives up must not leave a debt that makes every later caller give up too.
+        """
         with self._lock:
             self._refill(self.clock())
+            wait = max(0.0, (n - self._tokens) / self._rate) if self._tokens < n else 0.0
+            if wait > max_wait:
+                return None
             self._tokens -= n
-            return max(0.0, -self._tokens / self._rate)
+            return wait
 
     def __repr__(self) -> str:
         return f"TokenBucket(rate={self._rate:g}, burst={self.burst:g})"
@@ -164,15 +171,21 @@ class AdaptiveRateLimiter:
         rate = min(grown, ceiling)
         return rate if self.max_rate is None else min(rate, self.max_rate)
 
-    def acquire(self) -> float:
-        """Reserve a send; return the seconds to wait before sending (0: at once)."""
+    def acquire(self, max_wait: float = math.inf) -> float | None:
+        """Reserve a send; return the seconds to wait before sending (0: at once), or ``None``
+        (nothing reserved) when that would be longer than ``max_wait``."""
         now = self.clock()
         with self._lock:
+            self._measured(now)  # forget sends older than the window
+            if self._bucket is not None:
+                self._bucket.rate = self._current_rate(now)
+                wait = self._bucket.reserve(max_wait=max_wait)
+                if wait is None:
+                    return None
+            else:
+                wait = 0.0
             self._sent.append(now)
-            if self._bucket is None:
-                return 0.0
-            self._bucket.rate = self._current_rate(now)
-            return self._bucket.reserve()
+            return wait
 
     def record(self, throttled: bool) -> None:
         """Report an answer: ``throttled`` for 429 / ThrottlingException."""

@@ -106,3 +106,26 @@ def test_max_rate_limits_from_the_start() -> None:
     assert waits == pytest.approx([0, 0.5, 1.0, 1.5, 2.0])
     limiter.record(throttled=True)
     assert (limiter.rate or 0) <= 2
+
+
+def test_a_reservation_longer_than_the_caller_can_wait_takes_nothing() -> None:
+    clock = Clock()
+    bucket = TokenBucket(1, 1, clock=clock)
+    assert bucket.reserve(max_wait=0) == 0  # the token there
+    assert bucket.reserve(max_wait=0.5) is None  # the next one is 1 s away: nothing taken
+    assert bucket.tokens == 0
+    assert bucket.reserve(max_wait=1.0) == pytest.approx(1.0)
+
+
+def test_callers_that_give_up_leave_no_debt_behind() -> None:
+    clock = Clock()
+    limiter = AdaptiveRateLimiter(window=10, clock=clock)
+    for _ in range(50):
+        limiter.acquire()
+        clock.now += 0.2
+    limiter.record(throttled=True)  # capped at 0.7 x 5/s
+    for _ in range(10_000):  # a busy process whose calls cannot wait 10 s
+        waited = limiter.acquire(max_wait=10)
+        assert waited is None or waited <= 10
+    clock.now += 2
+    assert limiter.acquire(max_wait=10) is not None  # not locked out

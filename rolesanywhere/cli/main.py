@@ -352,11 +352,19 @@ def _credential_process(
         warn = lambda text: print(f"{_prog()}: warning: {text}", file=stderr)  # noqa: E731
         cache = CredentialCache(values_from_args(args), warn=warn)
 
+    import time
+
+    # --timeout bounds the run: a miss waits for another process's answer for half of it at
+    # most, and the call gets what is left
+    start = time.monotonic()
+
     def fetch() -> Credentials:
+        if cache:
+            args.timeout = max(args.timeout - (time.monotonic() - start), args.timeout / 2)
         with _client(args, stdin, stderr) as client:
             return client.create_session()
 
-    output = cache.answer(fetch, wait=args.timeout) if cache else fetch().to_process_json()
+    output = cache.answer(fetch, wait=args.timeout / 2) if cache else fetch().to_process_json()
     stdout.write(output)
     stdout.flush()
     return 0
@@ -370,7 +378,8 @@ def _update(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: Tex
 
     _warn_password_flag(args, stderr)
     stop = threading.Event()
-    with stop_on_signals(stop), _client(args, stdin, stderr, long_running=True) as client:
+    long_running = not args.once  # --once is a one-shot run: its own retries, as credential-process
+    with stop_on_signals(stop), _client(args, stdin, stderr, long_running=long_running) as client:
         return run_update(
             client.create_session,
             credentials_file_path(),

@@ -19,11 +19,11 @@ A miss is single-flight across processes: :meth:`CredentialCache.answer` takes a
 ``flock`` on ``<key>.lock`` beside the entry (0600, never through a symlink; it stays, empty),
 reads the entry again (a process that held the lock may just have written it) and only then asks
 for credentials, so processes that miss together (cron starting many jobs in the same second)
-make one CreateSession call. The wait is bounded (the command's ``--timeout``): a lock not had
-by then is one warning line and the run asks anyway, as one extra call beats a failure. A
-holder that dies loses its lock with its descriptor (the kernel releases it); the hit path takes
-no lock. A corrupt entry, one owned by another user, or one group or others may read, is ignored
-(one warning line) and replaced.
+make one CreateSession call. The wait is bounded (``credential-process`` gives it half of its
+``--timeout``, and the call what is left): a lock not had by then is one warning line and the
+run asks anyway, as one extra call beats a failure. A holder that dies loses its lock with its
+descriptor (the kernel releases it); the hit path takes no lock. A corrupt entry, one owned by
+another user, or one group or others may read, is ignored (one warning line) and replaced.
 
 The hit path reads a few small files and imports nothing heavy (no ``cryptography``, no ``ssl``,
 not even ``pathlib`` or ``json``): it is the path every ``aws`` command pays for. An entry is a

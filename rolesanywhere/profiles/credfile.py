@@ -294,9 +294,12 @@ def run_update(
 ) -> int:
     """Fetch credentials and write them, then again before each expiry, until ``wait`` returns
     ``True`` (asked to stop) or, with ``once``, after the first write. A failed fetch or write
-    is reported on ``err`` and retried with full-jitter backoff (``rand``; up to a minute), so a
-    fleet that failed together does not retry together; with ``once``, or when no retry can
+    is reported on ``err`` and retried with the refresher's full-jitter backoff (``rand``;
+    below 10 s, doubling up to 2 minutes), so a fleet that failed together does not retry
+    together; with ``once``, or when no retry can
     fix it (:func:`is_permanent`), it is raised. Returns the exit status."""
+    from rolesanywhere.session.refresh import ADVISORY_BACKOFF_BASE, ADVISORY_BACKOFF_MAX
+
     failures = 0
     while True:
         try:
@@ -306,7 +309,7 @@ def run_update(
             if once or is_permanent(exc):
                 raise
             failures += 1
-            delay = full_jitter(failures, 2.0, 60.0, rand)
+            delay = full_jitter(failures, ADVISORY_BACKOFF_BASE, ADVISORY_BACKOFF_MAX, rand)
             print(
                 f"update failed ({safe_text(exc)}); trying again in {delay:.3g} s",
                 file=err,

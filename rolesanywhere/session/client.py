@@ -178,16 +178,17 @@ def _session_flow(config: ClientConfig) -> _Flow:
     per_attempt = attempt_timeout(config.timeout, policy.max_attempts)
     last_error: RolesAnywhereError | None = None
     out_of_time = False  # stopped for want of time, not of attempts
-    throttles = 0
+    throttles = sent = 0
     attempt = 0
+    held_back = False  # by the rate limiter, for longer than the time left
     while True:
         attempt += 1
         if limiter is not None:
-            wait = limiter.acquire()
+            wait = limiter.acquire(max_wait=deadline - config.clock())
+            if wait is None:  # nothing reserved: later calls are not held back by this one
+                held_back = True
+                break
             if wait > 0:
-                if config.clock() + wait >= deadline:
-                    out_of_time = True
-                    break
                 yield _Sleep(wait)
         remaining = min(per_attempt, deadline - config.clock())
         if remaining <= 0:
@@ -198,6 +199,7 @@ def _session_flow(config: ClientConfig) -> _Flow:
         )
         if config.debug is not None:
             config.debug(_describe(request))
+        sent += 1
         outcome = yield _Send(request, remaining, min(config.connect_timeout, remaining))
         asked_wait: float | None = None
         throttled = False
@@ -236,7 +238,13 @@ def _session_flow(config: ClientConfig) -> _Flow:
             break
         yield _Sleep(pause)
     if isinstance(last_error, ThrottlingError):
-        _note_throttles(last_error, throttles, attempt, config.clock() - start)
+        _note_throttles(last_error, throttles, sent, config.clock() - start)
+    elif held_back and limiter is not None:
+        last_error = RequestTimeoutError(
+            f"the client-side rate limiter ({limiter.rate or 0:.3g} calls/s since the service "
+            f"throttled) would hold this call past its {config.timeout:g} s: raise "
+            f"{_TIMEOUT_FIX}, or make fewer CreateSession calls"
+        )
     elif (
         last_error is None
         or (isinstance(last_error, RequestTimeoutError) and out_of_time)

@@ -47,19 +47,23 @@ import math
 import random
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeAlias, TypeVar, Union
+from typing import TYPE_CHECKING, Self, TypeAlias, TypeVar, Union
 
 from rolesanywhere.credentials import Credentials
-from rolesanywhere.errors import CredentialsError, ThrottlingError, safe_text
+from rolesanywhere.errors import (
+    CredentialsError,
+    InvalidParameterError,
+    ThrottlingError,
+    safe_text,
+)
 from rolesanywhere.retry import full_jitter
+from rolesanywhere.session.loopthread import LoopThread
 
 if TYPE_CHECKING:
-    import asyncio
-
     from rolesanywhere.session.client import AsyncRolesAnywhereClient, RolesAnywhereClient
 
 __all__ = [
@@ -84,6 +88,8 @@ ADVISORY_MAX = 900.0
 ADVISORY_BACKOFF_BASE = 10.0
 #: Longest wait between advisory attempts.
 ADVISORY_BACKOFF_MAX = 120.0
+#: The longest backoff ``RefreshingCredentials`` takes (a day).
+MAX_BACKOFF = 86400.0
 #: The refresh point is drawn in the last ``REFRESH_SPREAD`` of the advisory window and after:
 #: uniformly from ``W * (1 - REFRESH_SPREAD)`` to ``W`` before expiry.
 REFRESH_SPREAD = 0.5
@@ -142,56 +148,16 @@ async def _await(awaitable: Awaitable[_T]) -> _T:
     return await awaitable
 
 
-def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
-    import asyncio
-
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_forever()
-    finally:
-        # Cancel what is left (refreshes fail, their waiters are told), including coroutines
-        # submitted just before the stop, which only become tasks while we drain.
-        while pending := asyncio.all_tasks(loop):
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
-
-
-class _LoopThread:
-    """A private event loop in a daemon thread, started on first use, for async sources."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    def submit(self, coro: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
-        import asyncio
-
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=_run_loop, args=(loop,), name="rolesanywhere-refresh-loop", daemon=True
-                )
-                thread.start()
-                self._loop, self._thread = loop, thread
-            return asyncio.run_coroutine_threadsafe(coro, self._loop)
-
-    def close(self) -> None:
-        with self._lock:
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
-        if loop is None or thread is None:
-            return
-        try:
-            loop.call_soon_threadsafe(loop.stop)
-        except RuntimeError:  # already closed
-            return
-        if thread is not threading.current_thread():
-            thread.join(timeout=5)
+def _again(error: ThrottlingError) -> ThrottlingError:
+    """A new exception like ``error`` (raising one object from many threads would grow and
+    share its traceback)."""
+    return type(error)(
+        error.message,
+        status=error.status,
+        error_type=error.error_type,
+        request_id=error.request_id,
+        hint=error.hint,
+    )
 
 
 def _hand_out_until(credentials: Credentials, margin: float) -> datetime:
@@ -261,7 +227,12 @@ class RefreshingCredentials:
     ) -> None:
         self._clock: Callable[[], datetime] = clock or _utcnow
         self._rand = rand
-        self._backoff = (backoff_base, backoff_max)
+        for name, value in (("backoff_base", backoff_base), ("backoff_max", backoff_max)):
+            if not (isinstance(value, int | float) and 0 <= value <= MAX_BACKOFF):
+                raise InvalidParameterError(
+                    f"{name} must be a number of seconds from 0 to {MAX_BACKOFF:g}, got {value!r}"
+                )
+        self._backoff = (float(backoff_base), float(backoff_max))
         self._to_close: object = (
             None if isinstance(source, Credentials) or not close_source else source
         )
@@ -300,7 +271,7 @@ class RefreshingCredentials:
             else:
                 self._sync_fn = fn
             self._source_name = type(source).__name__
-        self._loop_thread = _LoopThread()
+        self._loop_thread = LoopThread()
         self._finalizer = weakref.finalize(self, self._loop_thread.close)
 
     # --- public API ------------------------------------------------------------------------------
@@ -379,9 +350,10 @@ class RefreshingCredentials:
         with self._lock:
             if self._static:
                 return None
-            backoff = self._next_advisory
+            now = self._clock()
+            backoff = self._next_advisory if self._backing_off(now) else None
             if self._inflight is not None or self._current is None or self._invalidated:
-                due = self._clock()
+                due = now
             elif self._current.expiration is None:
                 return None
             else:
@@ -482,18 +454,26 @@ class RefreshingCredentials:
                 if usable is not None:
                     return _Plan(credentials=usable)
                 return _Plan(wait=self._inflight)
-            backing_off = self._next_advisory is not None and now < self._next_advisory
+            backing_off = self._backing_off(now)
             if usable is not None:
                 advisory_due = usable.seconds_left(now) <= self._refresh_left
                 if not advisory_due or backing_off:
                     return _Plan(credentials=usable)
             elif backing_off and self._throttled is not None:
-                raise self._throttled
+                raise _again(self._throttled)
             future: concurrent.futures.Future[Credentials] = concurrent.futures.Future()
             # RUNNING: a waiter's cancelled wrap_future() cannot cancel the shared future.
             future.set_running_or_notify_cancel()
             self._inflight = future
             return _Plan(lead=future, advisory=usable is not None)
+
+    def _backing_off(self, now: datetime) -> bool:
+        """Whether a backoff runs at ``now`` (lock held). One that ends further away than the
+        longest backoff began in the future: the wall clock went back, so it is over."""
+        end = self._next_advisory
+        if end is None or now >= end:
+            return False
+        return (end - now).total_seconds() <= self._backoff[1]
 
     def _fallback(self, plan: _Plan, error: Exception) -> Credentials:
         """After a failed refresh this caller led: the current credentials if it was advisory

@@ -546,3 +546,19 @@ def test_a_throttled_credential_process_says_so_in_one_line(
     assert "ThrottlingException (HTTP 429): Rate exceeded" in err
     assert "throttled on 3 of 3 attempts" in err and "ask AWS for a higher quota" in err
     assert_on_page(err)
+
+
+def test_update_once_retries_a_throttle_as_a_one_shot_run(
+    pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rolesanywhere.session import client as client_module
+    from rolesanywhere.testing.quota import Quota
+
+    monkeypatch.setattr(client_module.time, "sleep", lambda seconds: None)
+    with RolesAnywhereEmulator.for_pki(pki, quota=Quota(0.001, 1), monotonic=lambda: 0.0) as emu:
+        identity = write_identity(tmp_path, pki.leaf("ec-p256"), pki)
+        run(["credential-process", *identity, *arns(emu)])  # spends the quota
+        env = {"AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials")}
+        err = one_line_error(*run(["update", "--once", *identity, *arns(emu)], **env))
+        assert emu.throttled == 3  # not 1: --once has no refresher to try again later
+    assert "throttled on 3 of 3 attempts" in err

@@ -226,7 +226,7 @@ def test_run_update_refreshes_retries_and_stops(tmp_path: Path) -> None:
         fetch, path, "default", once=False, wait=wait, err=err, clock=lambda: NOW, rand=lambda: 1.0
     )
     assert status == 0
-    assert waits == [55 * 60, 2.0, 25 * 60]
+    assert waits == [55 * 60, 10.0, 25 * 60]  # rand 1.0: the backoff's ceiling
     assert "aws_access_key_id = ASIATWO" in path.read_text()
     text = err.getvalue()
     assert "update failed (connection refused)" in text and text.count("updated profile") == 2
@@ -285,7 +285,7 @@ def test_run_update_retries_errors_that_may_clear(error: RolesAnywhereError) -> 
     err = io.StringIO()
     update = run_update
     assert update(fetch, Path("unused"), "default", once=False, wait=wait, err=err, rand=half) == 0
-    assert waits == [1, 2, 4, 8, 16, 30, 30]  # full jitter (here half) of 2, 4, ... up to 60 s
+    assert waits == [5, 10, 20, 40, 60, 60, 60]  # full jitter (here half) of 10, 20, ... 120 s
     assert err.getvalue().count("update failed") == 7
 
 

@@ -175,3 +175,16 @@ def test_the_rate_limiter_learns_from_throttles_and_paces_later_calls(identity: 
     steps, result = run(cfg, clock, lambda n: OK)
     assert steps[0].startswith("sleep") and steps[1] == "send"  # paced, not refused
     assert isinstance(result, Credentials)
+
+
+def test_a_limiter_that_would_hold_a_call_past_its_deadline_says_so(identity: Identity) -> None:
+    clock = Clock()
+    limiter = AdaptiveRateLimiter(max_rate=0.01, clock=clock)  # one call per 100 s
+    cfg = config(identity, clock, retry=RetryPolicy(max_attempts=1), rate_limiter=limiter)
+    assert isinstance(run(cfg, clock, lambda n: OK)[1], Credentials)
+    steps, result = run(cfg, clock, lambda n: OK)
+    assert steps == []  # nothing sent, nothing slept
+    assert isinstance(result, errors.RequestTimeoutError)
+    assert "rate limiter" in str(result) and "would hold this call past its 30 s" in str(result)
+    clock.now += 100
+    assert isinstance(run(cfg, clock, lambda n: OK)[1], Credentials)  # no debt left behind

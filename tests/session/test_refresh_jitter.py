@@ -102,3 +102,43 @@ def test_next_refresh_is_none_for_static_credentials() -> None:
     clock = FakeClock()
     creds = RefreshingCredentials(FakeSource(clock)(), clock=clock)
     assert creds.next_refresh is None
+
+
+def test_each_caller_gets_its_own_throttle_exception() -> None:
+    clock = FakeClock()
+    source = FakeSource(clock)
+    source.fail = THROTTLE
+    creds = RefreshingCredentials(source, clock=clock, rand=lambda: 1.0)
+    caught = []
+    for _ in range(200):
+        with pytest.raises(errors.ThrottlingError) as info:
+            creds.get()
+        caught.append(info.value)
+    assert len({id(e) for e in caught[1:]}) == 199  # not one object raised again and again
+    assert str(caught[-1]) == str(THROTTLE)
+    depth = 0
+    tb = caught[-1].__traceback__
+    while tb is not None:
+        depth, tb = depth + 1, tb.tb_next
+    assert depth < 10
+
+
+def test_a_wall_clock_stepping_back_does_not_stretch_a_backoff() -> None:
+    clock = FakeClock()
+    source = FakeSource(clock)
+    source.fail = THROTTLE
+    creds = RefreshingCredentials(source, clock=clock, rand=lambda: 1.0)
+    with pytest.raises(errors.ThrottlingError):
+        creds.get()
+    clock.advance(-3600)  # NTP steps the clock back an hour during the 10 s backoff
+    source.fail = None
+    assert creds.get().access_key_id.startswith("ASIAFAKE")
+    assert source.calls == 2
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -1.0, 1e300, float("inf")])
+def test_nonsense_backoffs_are_refused(bad: float) -> None:
+    with pytest.raises(errors.InvalidParameterError, match="backoff"):
+        RefreshingCredentials(FakeSource(FakeClock()), backoff_max=bad)
+    with pytest.raises(errors.InvalidParameterError, match="backoff"):
+        RefreshingCredentials(FakeSource(FakeClock()), backoff_base=bad)
