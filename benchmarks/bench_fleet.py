@@ -87,23 +87,14 @@ def boot_storm(quick: bool, missed: list[str]) -> dict[str, Any]:
 def printed_throttle_error() -> str:
     """Run the real command against an emulator whose quota is spent and return its stderr."""
     from rolesanywhere.testing.emulator import RolesAnywhereEmulator
-    from rolesanywhere.testing.pki import PKI, KeyFormat
+    from rolesanywhere.testing.pki import PKI
     from rolesanywhere.testing.quota import Quota
 
     pki = PKI(name="fleet one-shot")
-    leaf = pki.leaf("ec-p256")
     # A quota of one call, on a clock that never moves: the first run spends it.
     emulator = RolesAnywhereEmulator.for_pki(pki, quota=Quota(0.001, 1), monotonic=lambda: 0.0)
     with tempfile.TemporaryDirectory() as tmp, emulator as emu:
-        cert, key = leaf.write(Path(tmp), "client", key_format=KeyFormat.PKCS8_PEM)
-        chain = Path(tmp, "chain.pem")
-        chain.write_bytes(pki.intermediate.cert_pem())
-        command = [
-            str(Path(sys.executable).parent / "aws_signing_helper"), "credential-process",
-            "--certificate", str(cert), "--private-key", str(key), "--intermediates", str(chain),
-            "--trust-anchor-arn", emu.trust_anchor_arn, "--profile-arn", emu.profile_arn,
-            "--role-arn", emu.role_arn, "--endpoint", emu.url,
-        ]  # fmt: skip
+        command = fleet_cache.credential_process_argv(emu, pki, Path(tmp))
         env = {k: v for k, v in os.environ.items() if k != "ROLESANYWHERE_CACHE"}
         subprocess.run(command, capture_output=True, env=env, timeout=60, check=False)
         done = subprocess.run(command, capture_output=True, env=env, timeout=60, check=False)
@@ -149,7 +140,7 @@ def steady_day(quick: bool, missed: list[str]) -> dict[str, Any]:
     print(f"   largest fleet whose busiest minute stays under the quota: {low:,} hosts "
           f"({low / largest:.0%} of {largest:,.0f}); 'without' = hosts ever left without "
           "credentials")  # fmt: skip
-    return {"runs": runs, "largest": low}
+    return {"runs": runs, "largest": low, "formula": largest}
 
 
 def cron_host(quick: bool, missed: list[str]) -> dict[str, Any]:
@@ -229,7 +220,7 @@ def plot(path: Path, storm: dict[str, Any], day: dict[str, Any], ship: dict[str,
     )
     ax.legend(fontsize=8)
     ax = axes[0][1]
-    default = storm["runs"][fleet_sim_defaults()]
+    default = storm["runs"][STORM_KNOBS[0]]
     ax.plot(default["accepted_per_second"], label="accepted/s", linewidth=0.7)
     ax.plot(default["throttled_per_second"], label="429/s", linewidth=0.5, alpha=0.7)
     control = storm["runs"].get((STORM_KNOBS[0][0], STORM_KNOBS[0][1], False))
@@ -241,7 +232,7 @@ def plot(path: Path, storm: dict[str, Any], day: dict[str, Any], ship: dict[str,
     ax.legend(fontsize=8)
     ax = axes[1][0]
     for n, r in sorted(day["runs"].items()):
-        if n in (day["largest"], int(fleet_sim_largest())):
+        if n in (day["largest"], int(day["formula"])):
             ax.plot(r["calls_per_minute"], label=f"{n:,} hosts", linewidth=0.8)
     ax.axhline(RATE, color="grey", linestyle=":", label="quota")
     ax.set(title="Steady day: CreateSession attempts/s (1-minute means)", xlabel="minute")
@@ -257,14 +248,6 @@ def plot(path: Path, storm: dict[str, Any], day: dict[str, Any], ship: dict[str,
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     print(f"\nplot written to {path}")
-
-
-def fleet_sim_defaults() -> tuple[float, float, bool]:
-    return STORM_KNOBS[0]
-
-
-def fleet_sim_largest() -> float:
-    return RATE * (3600 - fleet_sim.refresh_windows(3600).advisory)
 
 
 def main() -> None:

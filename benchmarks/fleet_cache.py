@@ -147,6 +147,22 @@ def run_cron_host(
     }
 
 
+def credential_process_argv(emu: Any, pki: Any, folder: Path, *extra: str) -> list[str]:
+    """The real ``aws_signing_helper credential-process`` command line for ``emu``, with a fresh
+    EC key and certificate of ``pki`` written to ``folder``."""
+    from rolesanywhere.testing.pki import KeyFormat
+
+    cert, key = pki.leaf("ec-p256").write(folder, "client", key_format=KeyFormat.PKCS8_PEM)
+    chain = folder / "chain.pem"
+    chain.write_bytes(pki.intermediate.cert_pem())
+    return [
+        str(BIN / "aws_signing_helper"), "credential-process", *extra,
+        "--certificate", str(cert), "--private-key", str(key), "--intermediates", str(chain),
+        "--trust-anchor-arn", emu.trust_anchor_arn, "--profile-arn", emu.profile_arn,
+        "--role-arn", emu.role_arn, "--endpoint", emu.url,
+    ]  # fmt: skip
+
+
 def run_real_processes(
     at_once: int = 20, then: int = 30, spread_seconds: float = 3.0, call_delay: float = 0.3
 ) -> dict[str, Any]:
@@ -154,21 +170,12 @@ def run_real_processes(
     more over ``spread_seconds``, against the emulator (answering after ``call_delay`` s):
     returns ``processes``, ``calls`` (the emulator's), ``failed`` and ``warned``."""
     from rolesanywhere.testing.emulator import RolesAnywhereEmulator
-    from rolesanywhere.testing.pki import PKI, KeyFormat
+    from rolesanywhere.testing.pki import PKI
 
     pki = PKI(name="fleet cache")
-    leaf = pki.leaf("ec-p256")
     with tempfile.TemporaryDirectory() as tmp, RolesAnywhereEmulator.for_pki(pki) as emu:
         folder = Path(tmp)
-        cert, key = leaf.write(folder, "client", key_format=KeyFormat.PKCS8_PEM)
-        chain = folder / "chain.pem"
-        chain.write_bytes(pki.intermediate.cert_pem())
-        argv = [
-            str(BIN / "aws_signing_helper"), "credential-process", "--cache",
-            "--certificate", str(cert), "--private-key", str(key), "--intermediates", str(chain),
-            "--trust-anchor-arn", emu.trust_anchor_arn, "--profile-arn", emu.profile_arn,
-            "--role-arn", emu.role_arn, "--endpoint", emu.url,
-        ]  # fmt: skip
+        argv = credential_process_argv(emu, pki, folder, "--cache")
         env = {**os.environ, "XDG_CACHE_HOME": str(folder / "cache")}
         env.pop("ROLESANYWHERE_CACHE", None)
         emu.delay = call_delay

@@ -206,8 +206,7 @@ def _session_flow(config: ClientConfig) -> _Flow:
         if isinstance(outcome, Answer):
             if config.debug is not None:
                 config.debug(f"---- response: HTTP {outcome.status} (attempt {attempt}) ----")
-            ok = 200 <= outcome.status < 300
-            if ok or not is_retryable_status(outcome.status):
+            if 200 <= outcome.status < 300 or not is_retryable_status(outcome.status):
                 if limiter is not None:
                     limiter.record(throttled=False)
                 return parse_create_session_response(outcome.status, outcome.headers, outcome.body)
